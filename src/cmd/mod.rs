@@ -1,0 +1,123 @@
+//! The command line: one file per verb. Each parses its flags (clap derive), calls the library
+//! and prints. Errors become one line `Error: …` and podman's exit codes.
+
+mod images;
+mod import;
+mod info;
+mod ps;
+mod rm;
+mod rmi;
+mod run;
+mod unshare;
+mod version;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use nook::context::Context;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nook",
+    version,
+    about = "Rootless, daemonless, per-user containers",
+    long_about = "nook runs OCI containers as an ordinary user: no root, no daemon. Each command is its own process; state lives under your XDG directories.",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Storage root (default: $XDG_DATA_HOME/nook).
+    #[arg(long, global = true, env = "NOOK_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Run root for runtime state (default: $XDG_RUNTIME_DIR/nook).
+    #[arg(long, global = true, env = "NOOK_RUNROOT", value_name = "DIR")]
+    runroot: Option<PathBuf>,
+    /// Log messages at this level and above: debug, info, warn, error.
+    #[arg(long, global = true, default_value = "warn", env = "NOOK_LOG_LEVEL", value_parser = ["trace", "debug", "info", "warn", "error"])]
+    log_level: String,
+    /// Storage driver: overlay or vfs (default: chosen automatically).
+    #[arg(long, global = true, env = "NOOK_STORAGE_DRIVER", value_name = "NAME")]
+    storage_driver: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a command in a new container.
+    Run(Box<run::Args>),
+    /// Make an image from a rootfs tarball.
+    Import(import::Args),
+    /// List images.
+    Images(images::Args),
+    /// Remove images.
+    Rmi(rmi::Args),
+    /// List containers.
+    Ps(ps::Args),
+    /// Remove containers.
+    Rm(rm::Args),
+    /// Show what nook will use on this host and what is missing.
+    Info(info::Args),
+    /// Run a command in a user namespace with the same id maps as containers.
+    Unshare(unshare::Args),
+    /// Show version information.
+    Version(version::Args),
+}
+
+impl Cli {
+    fn context(&self) -> anyhow::Result<Context> {
+        Ok(Context::new(
+            self.root.clone(),
+            self.runroot.clone(),
+            self.storage_driver.clone(),
+        )?)
+    }
+
+    pub fn log_level(&self) -> &str {
+        &self.log_level
+    }
+}
+
+/// Runs the command; returns the exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Run(a) => run::run(&cli.context()?, a),
+        Command::Import(a) => import::run(&cli.context()?, a),
+        Command::Images(a) => images::run(&cli.context()?, a),
+        Command::Rmi(a) => rmi::run(&cli.context()?, a),
+        Command::Ps(a) => ps::run(&cli.context()?, a),
+        Command::Rm(a) => rm::run(&cli.context()?, a),
+        Command::Info(a) => info::run(&cli.context()?, a),
+        Command::Unshare(a) => unshare::run(&cli.context()?, a),
+        Command::Version(a) => version::run(a),
+    }
+}
+
+/// An error with an explicit exit code (for verbs whose codes podman documents).
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub msg: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The exit code for an error: podman's 125 unless the error says otherwise.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if let Some(f) = e.downcast_ref::<Failure>() {
+        return f.code;
+    }
+    if let Some(c) = e.downcast_ref::<nook::container::ContainerError>() {
+        return c.exit_code();
+    }
+    if let Some(r) = e.downcast_ref::<nook::runtime::RuntimeError>() {
+        return r.exit_code();
+    }
+    125
+}

@@ -1,0 +1,107 @@
+use std::path::PathBuf;
+
+use clap::ArgAction;
+use nook::container::{self, CreateOptions};
+use nook::context::Context;
+
+/// `nook run [OPTIONS] IMAGE [COMMAND [ARG...]]`
+#[derive(clap::Args, Debug)]
+#[command(disable_help_flag = true, trailing_var_arg = true)]
+pub struct Args {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Keep stdin open and pass it to the container.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Name the container.
+    #[arg(long)]
+    name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from the host).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines).
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    workdir: Option<String>,
+    /// User (and group) to run as: UID[:GID] or NAME[:GROUP].
+    #[arg(short = 'u', long = "user")]
+    user: Option<String>,
+    /// Container hostname.
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Override the image's entrypoint (a string, or a JSON array).
+    #[arg(long, allow_hyphen_values = true)]
+    entrypoint: Option<String>,
+    /// Bind mount HOST-DIR:CONTAINER-DIR[:ro].
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    volume: Vec<String>,
+    /// Network mode: none or host (default host).
+    #[arg(long, alias = "net")]
+    network: Option<String>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// Add a capability.
+    #[arg(long = "cap-add", value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability.
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// Give the container all capabilities and no masked paths.
+    #[arg(long)]
+    privileged: bool,
+    /// Set a label (KEY=VALUE).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// The first argument is an exploded root filesystem directory, not an image.
+    #[arg(long)]
+    rootfs: bool,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+    /// IMAGE (or DIR with --rootfs), then the command and its arguments.
+    #[arg(required = true, value_name = "IMAGE [COMMAND [ARG...]]", num_args = 1..)]
+    args: Vec<String>,
+}
+
+pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
+    let (first, cmd) = a.args.split_first().expect("clap requires one argument");
+    let labels = a
+        .label
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.clone(), String::new()),
+        })
+        .collect();
+    let opts = CreateOptions {
+        image: first.clone(),
+        rootfs: a.rootfs.then(|| PathBuf::from(first)),
+        command: cmd.to_vec(),
+        name: a.name.clone(),
+        rm: a.rm,
+        interactive: a.interactive,
+        tty: a.tty,
+        env: a.env.clone(),
+        env_files: a.env_file.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        entrypoint: a.entrypoint.clone(),
+        volumes: a.volume.clone(),
+        network: a.network.clone(),
+        read_only: a.read_only,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        privileged: a.privileged,
+        labels,
+    };
+    let c = container::create(ctx, &opts)?;
+    Ok(container::run_attached(ctx, &c)?)
+}

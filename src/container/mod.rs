@@ -1,0 +1,516 @@
+//! Container lifecycle: create a container from an image (record, root filesystem, OCI spec),
+//! run it with its owner attached, remove it. Ties storage, runtime and monitor together.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use oci_spec::runtime::Spec;
+
+use crate::context::Context;
+use crate::image::{ImageDefaults, load_config};
+use crate::monitor::Foreground;
+use crate::net::{self, NetworkMode};
+use crate::runtime::spec::{BindVolume, ContainerConfig, build, effective_caps};
+use crate::runtime::user::resolve_user;
+use crate::runtime::{RuntimeError, SpawnConfig, parse_cap};
+use crate::storage::containers::{process_start_time, valid_name};
+use crate::storage::driver;
+use crate::storage::{ContainerRecord, ContainerState, ContainerStatus, StorageError};
+
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl ContainerError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ContainerError::Runtime(r) => r.exit_code(),
+            _ => 125,
+        }
+    }
+}
+
+/// What the user asked for (`nook run` / `nook create` flags), independent of the CLI.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Image name or ID; with `rootfs`, unused.
+    pub image: String,
+    pub rootfs: Option<PathBuf>,
+    pub command: Vec<String>,
+    pub name: Option<String>,
+    pub rm: bool,
+    pub interactive: bool,
+    pub tty: bool,
+    pub env: Vec<String>,
+    pub env_files: Vec<PathBuf>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    /// `--entrypoint`: a string, or a JSON array.
+    pub entrypoint: Option<String>,
+    pub volumes: Vec<String>,
+    pub network: Option<String>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `-v HOST:CTR[:ro|rw|…]`.
+pub fn parse_volume(v: &str) -> Result<BindVolume, String> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        _ => {
+            return Err(format!(
+                "invalid volume {v:?}: expected HOST-DIR:CONTAINER-DIR[:OPTIONS]"
+            ));
+        }
+    };
+    if !src.starts_with('/') && !src.starts_with('.') {
+        return Err(format!(
+            "invalid volume {v:?}: named volumes are not supported yet; give an absolute host path"
+        ));
+    }
+    if !dst.starts_with('/') {
+        return Err(format!(
+            "invalid volume {v:?}: the container path must be absolute"
+        ));
+    }
+    let mut read_only = false;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => read_only = true,
+            "rw" | "z" | "Z" | "rprivate" | "private" | "rbind" | "bind" => {}
+            other => return Err(format!("invalid volume option {other:?} in {v:?}")),
+        }
+    }
+    let source = fs::canonicalize(src).map_err(|e| format!("invalid volume {v:?}: {src}: {e}"))?;
+    Ok(BindVolume {
+        source,
+        destination: dst.to_string(),
+        read_only,
+    })
+}
+
+/// `--env-file`: KEY=VALUE lines; `#` comments; a bare KEY takes the host's value.
+pub fn read_env_file(p: &Path) -> Result<Vec<String>, String> {
+    let s = fs::read_to_string(p).map_err(|e| format!("reading env file {}: {e}", p.display()))?;
+    Ok(s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(expand_env)
+        .collect())
+}
+
+/// `-e KEY=VALUE` as is; `-e KEY` takes the host's value (dropped if unset).
+pub fn expand_env(e: &str) -> Option<String> {
+    if e.contains('=') {
+        Some(e.to_string())
+    } else {
+        std::env::var(e).ok().map(|v| format!("{e}={v}"))
+    }
+}
+
+/// Merges `add` into `env`, later values winning.
+fn merge_env(env: &mut Vec<String>, add: impl IntoIterator<Item = String>) {
+    for kv in add {
+        let k = kv.split('=').next().unwrap_or("").to_string();
+        env.retain(|e| e.split('=').next() != Some(k.as_str()));
+        env.push(kv);
+    }
+}
+
+/// Entrypoint + command as podman computes them.
+pub fn command_line(
+    defaults: &ImageDefaults,
+    entrypoint: Option<&str>,
+    cmd: &[String],
+) -> Result<Vec<String>, String> {
+    let (ep, image_cmd) = match entrypoint {
+        Some(e) => {
+            let ep = if e.trim_start().starts_with('[') {
+                serde_json::from_str::<Vec<String>>(e)
+                    .map_err(|err| format!("invalid --entrypoint {e:?}: {err}"))?
+            } else if e.is_empty() {
+                Vec::new()
+            } else {
+                vec![e.to_string()]
+            };
+            // An explicit entrypoint drops the image's CMD.
+            (ep, Vec::new())
+        }
+        None => (defaults.entrypoint.clone(), defaults.cmd.clone()),
+    };
+    let mut args = ep;
+    args.extend(if cmd.is_empty() {
+        image_cmd
+    } else {
+        cmd.to_vec()
+    });
+    if args.is_empty() {
+        return Err(
+            "no command or entrypoint provided, and no CMD or ENTRYPOINT from image".into(),
+        );
+    }
+    Ok(args)
+}
+
+/// Reads a small file from the container's future root filesystem without mounting it.
+fn read_image_file(ctx: &Context, rootfs: Option<&Path>, layers: &[String], rel: &str) -> String {
+    let data = match rootfs {
+        Some(dir) => fs::read(dir.join(rel)).ok(),
+        None => driver::layer_dirs_top_first(&ctx.store, layers)
+            .ok()
+            .and_then(|l| driver::read_merged_file(&l, Path::new(rel))),
+    };
+    data.map(|d| String::from_utf8_lossy(&d).into_owned())
+        .unwrap_or_default()
+}
+
+/// A created container: its record and OCI spec.
+pub struct Created {
+    pub rec: ContainerRecord,
+    pub spec: Spec,
+}
+
+/// Creates a container: validates the options, resolves them against the image, stores the
+/// record, prepares the root filesystem and writes the OCI spec (`config.json`).
+pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerError> {
+    let inv = ContainerError::Invalid;
+    let network = match &o.network {
+        Some(n) => net::parse_mode(n).map_err(inv)?,
+        None => net::DEFAULT_NETWORK,
+    };
+    let volumes = o
+        .volumes
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(inv)?;
+    let cap_add = o
+        .cap_add
+        .iter()
+        .map(|c| parse_cap(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(inv)?;
+    let cap_drop = o
+        .cap_drop
+        .iter()
+        .map(|c| parse_cap(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(inv)?;
+    if let Some(n) = &o.name
+        && !valid_name(n)
+    {
+        return Err(inv(format!(
+            "invalid container name {n:?}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+        )));
+    }
+    let mut file_env = Vec::new();
+    for f in &o.env_files {
+        file_env.extend(read_env_file(f).map_err(inv)?);
+    }
+    if let Some(r) = &o.rootfs
+        && !r.is_dir()
+    {
+        return Err(inv(format!("--rootfs {}: not a directory", r.display())));
+    }
+
+    let store = &ctx.store;
+    let lock = store.lock(true)?;
+    let (image_name, image_id, layers, defaults) = match &o.rootfs {
+        Some(dir) => (
+            dir.display().to_string(),
+            None,
+            Vec::new(),
+            ImageDefaults::default(),
+        ),
+        None => {
+            let img = store.find_image(&o.image)?;
+            let cfg = load_config(store, &img)?;
+            (
+                o.image.clone(),
+                Some(img.id.clone()),
+                img.layers.clone(),
+                ImageDefaults::from_config(&cfg),
+            )
+        }
+    };
+    let rootfs = o
+        .rootfs
+        .as_ref()
+        .map(|r| fs::canonicalize(r).unwrap_or_else(|_| r.clone()));
+    let args = command_line(&defaults, o.entrypoint.as_deref(), &o.command).map_err(inv)?;
+    let user_spec = o
+        .user
+        .clone()
+        .or_else(|| defaults.user.clone())
+        .unwrap_or_default();
+    let passwd = read_image_file(ctx, rootfs.as_deref(), &layers, "etc/passwd");
+    let group = read_image_file(ctx, rootfs.as_deref(), &layers, "etc/group");
+    let user = resolve_user(&user_spec, &passwd, &group).map_err(inv)?;
+
+    let driver_name = if rootfs.is_some() {
+        "rootfs".to_string()
+    } else {
+        driver::choose(store, &ctx.maps, ctx.storage_driver.as_deref())?
+            .kind
+            .name()
+            .to_string()
+    };
+    let id = crate::util::id::random_id();
+    let name = match &o.name {
+        Some(n) => {
+            store.reserve_name(n, &id)?;
+            n.clone()
+        }
+        None => loop {
+            let n = crate::util::id::random_name();
+            match store.reserve_name(&n, &id) {
+                Ok(()) => break n,
+                Err(StorageError::NameInUse { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        },
+    };
+    let hostname = o.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let mut env = vec![DEFAULT_PATH.to_string()];
+    merge_env(&mut env, defaults.env.iter().cloned());
+    merge_env(
+        &mut env,
+        [format!("HOSTNAME={hostname}"), "container=oci".to_string()],
+    );
+    if o.tty {
+        merge_env(&mut env, ["TERM=xterm".to_string()]);
+    }
+    merge_env(&mut env, file_env);
+    merge_env(&mut env, o.env.iter().filter_map(|e| expand_env(e)));
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!(
+            "HOME={}",
+            user.home.clone().unwrap_or_else(|| "/".into())
+        ));
+    }
+    let rec = ContainerRecord {
+        id: id.clone(),
+        name: name.clone(),
+        image_name,
+        image_id,
+        layers,
+        rootfs: rootfs.clone(),
+        created: Utc::now(),
+        command: args.clone(),
+        driver: driver_name,
+        rm: o.rm,
+        labels: o.labels.clone(),
+        tty: o.tty,
+        interactive: o.interactive,
+        network: network.as_str().to_string(),
+    };
+    let created = store.create_container(&rec);
+    drop(lock);
+    if let Err(e) = created {
+        store.release_name(&name, &id);
+        let _ = store.remove_tree(&store.container_dir(&id), &ctx.maps);
+        return Err(e.into());
+    }
+    let rest = (|| -> Result<Spec, ContainerError> {
+        driver::create_rootfs(store, &ctx.maps, &rec)?;
+        let cfg = ContainerConfig {
+            args,
+            env,
+            cwd: o
+                .workdir
+                .clone()
+                .or_else(|| defaults.working_dir.clone())
+                .unwrap_or_else(|| "/".into()),
+            user,
+            hostname,
+            tty: o.tty,
+            read_only: o.read_only,
+            volumes,
+            network,
+            caps: effective_caps(o.privileged, &cap_add, &cap_drop),
+            privileged: o.privileged,
+            etc_files: etc_paths(ctx, &id),
+        };
+        let root = match &rootfs {
+            Some(r) => r.clone(),
+            None => driver::rootfs_dir_hint(store, &rec),
+        };
+        let spec = build(&cfg, &ctx.maps, root).map_err(ContainerError::Invalid)?;
+        let data =
+            serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Io(e.to_string()))?;
+        crate::util::fs::write_atomic(&store.container_dir(&id).join("config.json"), &data)
+            .map_err(|e| ContainerError::Io(format!("writing config.json: {e}")))?;
+        Ok(spec)
+    })();
+    match rest {
+        Ok(spec) => Ok(Created { rec, spec }),
+        Err(e) => {
+            let _ = store.remove_container(&rec, &ctx.maps);
+            Err(e)
+        }
+    }
+}
+
+/// Where the generated /etc files of a container live (run root: regenerated at each start).
+fn etc_paths(ctx: &Context, id: &str) -> Vec<(PathBuf, &'static str)> {
+    let d = ctx.store.container_rundir(id);
+    vec![
+        (d.join("hosts"), "/etc/hosts"),
+        (d.join("hostname"), "/etc/hostname"),
+        (d.join("resolv.conf"), "/etc/resolv.conf"),
+    ]
+}
+
+/// Loads a container's OCI spec.
+pub fn load_spec(ctx: &Context, id: &str) -> Result<Spec, ContainerError> {
+    let p = ctx.store.container_dir(id).join("config.json");
+    let d =
+        fs::read(&p).map_err(|e| ContainerError::Io(format!("reading {}: {e}", p.display())))?;
+    serde_json::from_slice(&d).map_err(|e| {
+        ContainerError::Storage(StorageError::Corrupt(format!("{}: {e}", p.display())))
+    })
+}
+
+/// Runs a created container with this process as its owner and the terminal attached.
+/// Returns the container's exit code. With `--rm` the container is removed afterwards.
+pub fn run_attached(ctx: &Context, c: &Created) -> Result<i32, ContainerError> {
+    let r = run_attached_inner(ctx, c);
+    if c.rec.rm {
+        let _ = remove(ctx, &c.rec, true);
+    }
+    r
+}
+
+fn run_attached_inner(ctx: &Context, c: &Created) -> Result<i32, ContainerError> {
+    let store = &ctx.store;
+    let rec = &c.rec;
+    ctx.notice_single_id();
+    let cg = crate::cgroup::detect();
+    if !cg.limits_available && cg.version != crate::cgroup::CgroupVersion::V2 {
+        ctx.paths.notice_once(
+            "cgroup",
+            &format!("containers run without resource limits: {}", cg.detail),
+        );
+    }
+    let hostname = c.spec.hostname().clone().unwrap_or_default();
+    let mode = if rec.network == "none" {
+        NetworkMode::None
+    } else {
+        NetworkMode::Host
+    };
+    net::write_etc_files(&store.container_rundir(&rec.id), &hostname, &rec.name, mode)
+        .map_err(|e| ContainerError::Io(format!("writing the container's /etc files: {e}")))?;
+    let rootfs = driver::rootfs_mount(store, rec)?;
+    let mut fg = Foreground::prepare(rec.tty, rec.interactive)
+        .map_err(|e| ContainerError::Io(format!("preparing stdio: {e}")))?;
+    let spawn = SpawnConfig {
+        spec: &c.spec,
+        maps: &ctx.maps,
+        rootfs: rootfs.as_ref(),
+        stdio: fg.child_stdio(),
+        kill_with_owner: true,
+    };
+    let set_error = |msg: String| {
+        let mut st = ContainerState::created();
+        st.error = Some(msg);
+        let _ = store.save_state(&rec.id, &st);
+    };
+    let created = match crate::runtime::create(&spawn) {
+        Ok(cr) => cr,
+        Err(e) => {
+            set_error(e.to_string());
+            return Err(e.into());
+        }
+    };
+    fg.created(created.pty_master.as_ref());
+    let pid = created.pid;
+    let mut st = ContainerState::created();
+    st.status = ContainerStatus::Running;
+    st.pid = Some(pid);
+    st.pid_start = process_start_time(pid);
+    st.monitor_pid = Some(std::process::id() as i32);
+    st.started_at = Some(Utc::now());
+    store.save_state(&rec.id, &st)?;
+    let helpers = created.helper_pids.clone();
+    let master = created.pty_master.as_ref().and_then(|m| m.try_clone().ok());
+    if let Err(e) = created.start() {
+        set_error(e.to_string());
+        return Err(e.into());
+    }
+    let exit = fg
+        .run(pid, master, &helpers)
+        .map_err(|e| ContainerError::Io(format!("monitoring the container: {e}")))?;
+    st.status = ContainerStatus::Exited;
+    st.pid = None;
+    st.pid_start = None;
+    st.monitor_pid = None;
+    st.finished_at = Some(Utc::now());
+    st.exit_code = Some(exit.code());
+    store.save_state(&rec.id, &st)?;
+    Ok(exit.code())
+}
+
+/// Is the container's process alive (the recorded pid, with the recorded start time)?
+pub fn is_running(st: &ContainerState) -> bool {
+    if st.status != ContainerStatus::Running && st.status != ContainerStatus::Stopping {
+        return false;
+    }
+    if st.boot_id.is_some() && st.boot_id != crate::storage::containers::boot_id() {
+        return false;
+    }
+    match (st.pid, st.pid_start) {
+        (Some(pid), Some(start)) => process_start_time(pid) == Some(start),
+        (Some(pid), None) => process_start_time(pid).is_some(),
+        _ => false,
+    }
+}
+
+/// Removes a container. A running one is refused unless `force`, which kills it first.
+pub fn remove(ctx: &Context, rec: &ContainerRecord, force: bool) -> Result<(), ContainerError> {
+    let store = &ctx.store;
+    let _g = store.lock_container(&rec.id)?;
+    let st = store.load_state(&rec.id)?;
+    if is_running(&st) {
+        if !force {
+            return Err(ContainerError::Invalid(format!(
+                "cannot remove container {} as it is running - running or paused containers cannot be removed without force: container state improper",
+                rec.id
+            )));
+        }
+        if let Some(pid) = st.pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            // Bounded: the kernel tears a killed pid namespace down quickly.
+            for _ in 0..200 {
+                if process_start_time(pid) != st.pid_start
+                    || st.pid_start.is_none() && process_start_time(pid).is_none()
+                {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    store.remove_container(rec, &ctx.maps)?;
+    Ok(())
+}

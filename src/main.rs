@@ -1,0 +1,73 @@
+//! The nook binary: internal helper entry points first (before any thread exists), then the
+//! command line.
+
+mod cmd;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "__userns") {
+        std::process::exit(userns_helper(&args[2..]));
+    }
+    let cli = match cmd::Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => 125,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    init_logging(cli.log_level());
+    let code = match cmd::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {}", one_line(&format!("{e:#}")));
+            cmd::exit_code(&e)
+        }
+    };
+    std::process::exit(code);
+}
+
+/// `nook __userns <sync> <op> …`: a helper in a fresh user namespace.
+fn userns_helper(args: &[OsString]) -> i32 {
+    match nook::userns::helper_main(args) {
+        Ok(op) => nook::helpers::run_op(&op),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "trace" => tracing::Level::TRACE,
+        "debug" => tracing::Level::DEBUG,
+        "info" => tracing::Level::INFO,
+        "error" => tracing::Level::ERROR,
+        _ => tracing::Level::WARN,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

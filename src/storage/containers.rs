@@ -1,0 +1,346 @@
+//! Container records (`containers/<id>/container.json`), their state (`state.json`), per-container
+//! locks, and unique names (`names/<name>`, created with O_EXCL).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::lock::{self, LockGuard};
+use super::{StorageError, Store};
+use crate::userns::IdMappings;
+
+/// What a container is: fixed when it is created.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it.
+    pub image_name: String,
+    /// The image ID, or None for `--rootfs`.
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// Layer diff_ids of the image, bottom first.
+    #[serde(default)]
+    pub layers: Vec<String>,
+    /// `--rootfs DIR`.
+    #[serde(default)]
+    pub rootfs: Option<PathBuf>,
+    pub created: DateTime<Utc>,
+    /// The command line as run (entrypoint + cmd), for display.
+    pub command: Vec<String>,
+    /// Storage driver that holds the container's root filesystem.
+    pub driver: String,
+    #[serde(default)]
+    pub rm: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub interactive: bool,
+    /// `none` or `host`.
+    pub network: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerStatus {
+    Created,
+    Running,
+    Stopping,
+    Exited,
+}
+
+impl ContainerStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ContainerStatus::Created => "created",
+            ContainerStatus::Running => "running",
+            ContainerStatus::Stopping => "stopping",
+            ContainerStatus::Exited => "exited",
+        }
+    }
+}
+
+/// What a container is doing: written atomically by whoever owns the container process.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ContainerState {
+    pub status: ContainerStatus,
+    /// Host pid of the container process while running.
+    #[serde(default)]
+    pub pid: Option<i32>,
+    /// Start time of that process (clock ticks since boot), to detect pid reuse.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
+    /// Pid of the process that owns the container (the monitor).
+    #[serde(default)]
+    pub monitor_pid: Option<i32>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why the container is in this state when it is unusual (start failure, lost monitor).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Kernel boot id when the state was written: a running container from an earlier boot
+    /// is exited.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+}
+
+impl ContainerState {
+    pub fn created() -> Self {
+        ContainerState {
+            status: ContainerStatus::Created,
+            pid: None,
+            pid_start: None,
+            monitor_pid: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            oom_killed: false,
+            error: None,
+            boot_id: boot_id(),
+        }
+    }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+pub fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Start time of a process (field 22 of /proc/<pid>/stat), if it exists.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl ContainerRecord {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+}
+
+/// Valid container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (podman's rule).
+pub fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b.len() <= 253
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+impl Store {
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// Run-root directory of a container (generated /etc files, sockets).
+    pub fn container_rundir(&self, id: &str) -> PathBuf {
+        self.runroot.join("containers").join(id)
+    }
+
+    /// Reserves `name` for `id`; fails if it is taken.
+    pub fn reserve_name(&self, name: &str, id: &str) -> Result<(), StorageError> {
+        if !valid_name(name) {
+            return Err(StorageError::Other(format!(
+                "invalid container name {name:?}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+            )));
+        }
+        let p = self.root.join("names").join(name);
+        match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+            Ok(mut f) => io::Write::write_all(&mut f, id.as_bytes())
+                .map_err(|e| StorageError::io("writing name", e)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let owner = fs::read_to_string(&p).unwrap_or_default();
+                // A name left behind by a container that no longer exists is free again.
+                if !owner.is_empty() && !self.container_dir(&owner).join("container.json").exists()
+                {
+                    let _ = fs::remove_file(&p);
+                    return self.reserve_name(name, id);
+                }
+                Err(StorageError::NameInUse {
+                    name: name.to_string(),
+                    id: owner,
+                })
+            }
+            Err(e) => Err(StorageError::io(format!("reserving name {name}"), e)),
+        }
+    }
+
+    pub fn release_name(&self, name: &str, id: &str) {
+        let p = self.root.join("names").join(name);
+        if fs::read_to_string(&p).is_ok_and(|o| o == id) {
+            let _ = fs::remove_file(p);
+        }
+    }
+
+    /// Creates the container's directory and record. The caller holds the store lock.
+    pub fn create_container(&self, rec: &ContainerRecord) -> Result<(), StorageError> {
+        let dir = self.container_dir(&rec.id);
+        crate::util::fs::create_dir_all_mode(&dir, 0o700)
+            .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
+        self.save_state(&rec.id, &ContainerState::created())?;
+        let data =
+            serde_json::to_vec_pretty(rec).map_err(|e| StorageError::Other(e.to_string()))?;
+        // Written last: a directory without container.json is an incomplete container.
+        crate::util::fs::write_atomic(&dir.join("container.json"), &data)
+            .map_err(|e| StorageError::io("writing container.json", e))
+    }
+
+    pub fn load_container(&self, id: &str) -> Result<ContainerRecord, StorageError> {
+        let p = self.container_dir(id).join("container.json");
+        match fs::read(&p) {
+            Ok(d) => serde_json::from_slice(&d)
+                .map_err(|e| StorageError::Corrupt(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StorageError::ContainerNotFound(id.to_string()))
+            }
+            Err(e) => Err(StorageError::io(format!("reading {}", p.display()), e)),
+        }
+    }
+
+    pub fn save_container(&self, rec: &ContainerRecord) -> Result<(), StorageError> {
+        let data =
+            serde_json::to_vec_pretty(rec).map_err(|e| StorageError::Other(e.to_string()))?;
+        crate::util::fs::write_atomic(&self.container_dir(&rec.id).join("container.json"), &data)
+            .map_err(|e| StorageError::io("writing container.json", e))
+    }
+
+    /// Every complete container record.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, StorageError> {
+        let rd = fs::read_dir(self.root.join("containers"))
+            .map_err(|e| StorageError::io("listing containers", e))?;
+        let mut v = Vec::new();
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            match self.load_container(&id) {
+                Ok(r) => v.push(r),
+                Err(StorageError::ContainerNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        v.sort_by_key(|c| std::cmp::Reverse(c.created));
+        Ok(v)
+    }
+
+    /// Finds a container by name, full ID, or unique ID prefix.
+    pub fn find_container(&self, input: &str) -> Result<ContainerRecord, StorageError> {
+        if valid_name(input)
+            && let Ok(id) = fs::read_to_string(self.root.join("names").join(input))
+            && let Ok(r) = self.load_container(&id)
+        {
+            return Ok(r);
+        }
+        if input.len() == 64
+            && let Ok(r) = self.load_container(input)
+        {
+            return Ok(r);
+        }
+        if !input.is_empty() && input.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let rd = fs::read_dir(self.root.join("containers"))
+                .map_err(|e| StorageError::io("listing containers", e))?;
+            let hits: Vec<String> = rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(input))
+                .collect();
+            match hits.len() {
+                0 => {}
+                1 => return self.load_container(&hits[0]),
+                _ => return Err(StorageError::AmbiguousContainer(input.to_string())),
+            }
+        }
+        Err(StorageError::ContainerNotFound(input.to_string()))
+    }
+
+    pub fn load_state(&self, id: &str) -> Result<ContainerState, StorageError> {
+        let p = self.container_dir(id).join("state.json");
+        match fs::read(&p) {
+            Ok(d) => serde_json::from_slice(&d)
+                .map_err(|e| StorageError::Corrupt(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ContainerState::created()),
+            Err(e) => Err(StorageError::io(format!("reading {}", p.display()), e)),
+        }
+    }
+
+    pub fn save_state(&self, id: &str, st: &ContainerState) -> Result<(), StorageError> {
+        let data = serde_json::to_vec(st).map_err(|e| StorageError::Other(e.to_string()))?;
+        crate::util::fs::write_atomic(&self.container_dir(id).join("state.json"), &data)
+            .map_err(|e| StorageError::io("writing state.json", e))
+    }
+
+    /// The per-container lock, held while changing the container's state.
+    pub fn lock_container(&self, id: &str) -> Result<LockGuard, StorageError> {
+        Ok(lock::lock_file(
+            &self.container_dir(id).join("lock"),
+            true,
+            Duration::from_secs(60),
+            &format!("the lock of container {}", &id[..12.min(id.len())]),
+        )?)
+    }
+
+    /// Removes a container's record, name, run directory and files. The record goes first so
+    /// the container disappears from listings at once even if the file removal is slow.
+    pub fn remove_container(
+        &self,
+        rec: &ContainerRecord,
+        maps: &IdMappings,
+    ) -> Result<(), StorageError> {
+        let dir = self.container_dir(&rec.id);
+        match fs::remove_file(dir.join("container.json")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("removing container.json", e)),
+        }
+        self.release_name(&rec.name, &rec.id);
+        let _ = crate::storage::unpack::remove_tree(&self.container_rundir(&rec.id));
+        self.remove_tree(&dir, maps)
+    }
+
+    /// Container directories without a record (a create or remove that was interrupted) and
+    /// not locked by anyone: safe to delete.
+    pub fn incomplete_containers(&self) -> Vec<PathBuf> {
+        let Ok(rd) = fs::read_dir(self.root.join("containers")) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .map(|e| e.path())
+            .filter(|p| !p.join("container.json").exists())
+            .filter(|p| {
+                matches!(lock::try_lock_file(&p.join("lock")), Ok(Some(_)))
+                    || !p.join("lock").exists()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("web") && valid_name("a.b_c-1") && valid_name("X"));
+        assert!(!valid_name("") && !valid_name("-x") && !valid_name("a b") && !valid_name("a/b"));
+    }
+
+    #[test]
+    fn start_time_of_self() {
+        assert!(process_start_time(std::process::id() as i32).is_some());
+        assert!(process_start_time(i32::MAX).is_none());
+    }
+}

@@ -1,0 +1,5 @@
+//! Small helpers shared by the library: ids, human-readable output, atomic files.
+
+pub mod fmt;
+pub mod fs;
+pub mod id;

@@ -64,22 +64,14 @@ impl Paths {
         let (runroot, runroot_source) = match runroot {
             Some(r) => {
                 let r = absolute(r);
-                crate::util::fs::create_dir_all_mode(&r, 0o700).map_err(|e| ConfigError::Dir {
-                    path: r.clone(),
-                    source: e,
-                })?;
+                crate::util::fs::create_dir_all_mode(&r, 0o700)
+                    .map_err(|e| ConfigError::Dir { path: r.clone(), source: e })?;
                 (r, RunRootSource::Flag)
             }
             None => runtime_dir(uid)?,
         };
         let xdg_config = xdg.config_dir();
-        Ok(Paths {
-            root,
-            runroot,
-            runroot_source,
-            config: xdg_config.join("nook"),
-            xdg_config,
-        })
+        Ok(Paths { root, runroot, runroot_source, config: xdg_config.join("nook"), xdg_config })
     }
 
     /// The file that records which once-only notices this boot has already shown.
@@ -111,11 +103,7 @@ impl Paths {
 }
 
 fn absolute(p: PathBuf) -> PathBuf {
-    if p.is_absolute() {
-        p
-    } else {
-        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
-    }
+    if p.is_absolute() { p } else { std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p) }
 }
 
 /// Checks that `dir` is a real directory owned by `uid` and not accessible to others.
@@ -126,11 +114,7 @@ fn check_private_dir(dir: &Path, uid: u32) -> Result<(), String> {
         return Err(format!("{} is not a directory", dir.display()));
     }
     if md.uid() != uid {
-        return Err(format!(
-            "{} is owned by uid {}, not {uid}",
-            dir.display(),
-            md.uid()
-        ));
+        return Err(format!("{} is owned by uid {}, not {uid}", dir.display(), md.uid()));
     }
     if md.mode() & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
@@ -156,11 +140,7 @@ fn runtime_dir(uid: u32) -> Result<(PathBuf, RunRootSource), ConfigError> {
                         }
                     }
                     Ok(md) if md.is_dir() => {
-                        format!(
-                            "XDG_RUNTIME_DIR={} is owned by uid {}, not {uid}",
-                            p.display(),
-                            md.uid()
-                        )
+                        format!("XDG_RUNTIME_DIR={} is owned by uid {}, not {uid}", p.display(), md.uid())
                     }
                     Ok(_) => format!("XDG_RUNTIME_DIR={} is not a directory", p.display()),
                     Err(_) => format!("XDG_RUNTIME_DIR={} does not exist", p.display()),
@@ -180,9 +160,7 @@ fn runtime_dir(uid: u32) -> Result<(PathBuf, RunRootSource), ConfigError> {
         }
     };
     let mut bases: Vec<PathBuf> = Vec::new();
-    if let Some(t) = std::env::var_os("TMPDIR")
-        .filter(|t| !t.is_empty())
-        .map(PathBuf::from)
+    if let Some(t) = std::env::var_os("TMPDIR").filter(|t| !t.is_empty()).map(PathBuf::from)
         && t.is_absolute()
     {
         bases.push(t);
@@ -192,11 +170,7 @@ fn runtime_dir(uid: u32) -> Result<(PathBuf, RunRootSource), ConfigError> {
     for base in &bases {
         // A name taken by someone else is skipped, never trusted.
         for n in 0..4 {
-            let name = if n == 0 {
-                format!("nook-run-{uid}")
-            } else {
-                format!("nook-run-{uid}.{n}")
-            };
+            let name = if n == 0 { format!("nook-run-{uid}") } else { format!("nook-run-{uid}.{n}") };
             let dir = base.join(name);
             match fs::create_dir(&dir) {
                 Ok(()) => {
@@ -220,10 +194,7 @@ fn runtime_dir(uid: u32) -> Result<(PathBuf, RunRootSource), ConfigError> {
     // Last resort: inside the storage root's parent, which is private to the user.
     let xdg = etcetera::choose_base_strategy().map_err(|_| ConfigError::NoHome)?;
     let dir = xdg.data_dir().join("nook").join("run");
-    crate::util::fs::create_dir_all_mode(&dir, 0o700).map_err(|e| ConfigError::Dir {
-        path: dir.clone(),
-        source: e,
-    })?;
+    crate::util::fs::create_dir_all_mode(&dir, 0o700).map_err(|e| ConfigError::Dir { path: dir.clone(), source: e })?;
     let reason = format!("{reason}; {}; using {}", problems.join("; "), dir.display());
     Ok((dir, RunRootSource::Fallback { reason }))
 }

@@ -32,12 +32,7 @@ impl Context {
         }
         let store = Store::open(&paths)?;
         let maps = IdMappings::for_current_user();
-        Ok(Context {
-            paths,
-            store,
-            maps,
-            storage_driver,
-        })
+        Ok(Context { paths, store, maps, storage_driver })
     }
 
     /// Says once (per boot) that only one id is mapped, and why.

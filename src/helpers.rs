@@ -15,18 +15,13 @@ pub fn run_op(args: &[OsString]) -> i32 {
             let Some(dest) = rest.first().map(PathBuf::from) else {
                 return usage();
             };
-            let opts = UnpackOptions {
-                squash_owners: rest.iter().any(|a| a == "--squash-owners"),
-            };
+            let opts = UnpackOptions { squash_owners: rest.iter().any(|a| a == "--squash-owners") };
             unpack(std::io::stdin().lock(), &dest, &opts)
                 .map_err(|e| e.to_string())
-                .and_then(|st| {
-                    serde_json::to_writer(std::io::stdout(), &st).map_err(|e| e.to_string())
-                })
+                .and_then(|st| serde_json::to_writer(std::io::stdout(), &st).map_err(|e| e.to_string()))
         }
         "rmtree" => rest.iter().try_for_each(|p| {
-            remove_tree(&PathBuf::from(p))
-                .map_err(|e| format!("removing {}: {e}", PathBuf::from(p).display()))
+            remove_tree(&PathBuf::from(p)).map_err(|e| format!("removing {}: {e}", PathBuf::from(p).display()))
         }),
         "vfs-copy" => {
             let Some(dest) = rest.first().map(PathBuf::from) else {

@@ -31,9 +31,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 fn fs_type(p: &Path) -> Option<i64> {
-    nix::sys::statfs::statfs(p)
-        .ok()
-        .map(|s| s.filesystem_type().0)
+    nix::sys::statfs::statfs(p).ok().map(|s| s.filesystem_type().0)
 }
 
 pub fn detect() -> CgroupInfo {
@@ -57,41 +55,21 @@ pub fn detect() -> CgroupInfo {
         && let Ok(own) = std::fs::read_to_string("/proc/self/cgroup")
         && let Some(path) = own.lines().find_map(|l| l.strip_prefix("0::"))
         && let Ok(c) = std::fs::read_to_string(
-            Path::new("/sys/fs/cgroup")
-                .join(path.trim_start_matches('/'))
-                .join("cgroup.controllers"),
+            Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')).join("cgroup.controllers"),
         )
     {
         controllers = c.split_whitespace().map(str::to_string).collect();
     }
     let (limits_available, detail) = match (&version, manager.as_str()) {
-        (CgroupVersion::V2, "systemd") => (
-            false,
-            "cgroup v2 with a systemd user manager; resource limits are not implemented yet"
-                .to_string(),
-        ),
-        (CgroupVersion::V2, _) => (
-            false,
-            "cgroup v2 without a systemd user manager to delegate a subtree".to_string(),
-        ),
-        (CgroupVersion::Hybrid, _) => (
-            false,
-            "hybrid cgroup hierarchy (v1 controllers): rootless resource limits need cgroup v2"
-                .to_string(),
-        ),
-        (CgroupVersion::V1, _) => (
-            false,
-            "cgroup v1: rootless resource limits need cgroup v2".to_string(),
-        ),
-        (CgroupVersion::Unknown, _) => {
-            (false, "no cgroup filesystem at /sys/fs/cgroup".to_string())
+        (CgroupVersion::V2, "systemd") => {
+            (false, "cgroup v2 with a systemd user manager; resource limits are not implemented yet".to_string())
         }
+        (CgroupVersion::V2, _) => (false, "cgroup v2 without a systemd user manager to delegate a subtree".to_string()),
+        (CgroupVersion::Hybrid, _) => {
+            (false, "hybrid cgroup hierarchy (v1 controllers): rootless resource limits need cgroup v2".to_string())
+        }
+        (CgroupVersion::V1, _) => (false, "cgroup v1: rootless resource limits need cgroup v2".to_string()),
+        (CgroupVersion::Unknown, _) => (false, "no cgroup filesystem at /sys/fs/cgroup".to_string()),
     };
-    CgroupInfo {
-        version,
-        manager,
-        controllers,
-        limits_available,
-        detail,
-    }
+    CgroupInfo { version, manager, controllers, limits_available, detail }
 }

@@ -17,11 +17,7 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     let mut images = ctx.store.images()?;
     images.sort_by_key(|i| std::cmp::Reverse(i.created));
     let id = |i: &nook::storage::ImageRecord| {
-        if a.no_trunc {
-            format!("sha256:{}", i.id)
-        } else {
-            i.short_id().to_string()
-        }
+        if a.no_trunc { format!("sha256:{}", i.id) } else { i.short_id().to_string() }
     };
     if a.quiet {
         let mut seen = std::collections::HashSet::new();
@@ -42,11 +38,7 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
                 Err(_) => (n.clone(), "<none>".into()),
             })
             .collect();
-        let names = if names.is_empty() {
-            vec![("<none>".to_string(), "<none>".to_string())]
-        } else {
-            names
-        };
+        let names = if names.is_empty() { vec![("<none>".to_string(), "<none>".to_string())] } else { names };
         for (repo, tag) in names {
             t.row(vec![repo, tag, id(i), ago(&i.created), human_size(i.size)]);
         }

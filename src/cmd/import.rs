@@ -24,20 +24,8 @@ pub struct Args {
 
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     let name = a.name.as_deref().map(local_name).transpose()?;
-    let source = if a.file == "-" {
-        ImportSource::Stdin
-    } else {
-        ImportSource::File(PathBuf::from(&a.file))
-    };
-    let rec = import(
-        ctx,
-        &ImportOptions {
-            source,
-            name,
-            changes: a.change.clone(),
-            message: a.message.clone(),
-        },
-    )?;
+    let source = if a.file == "-" { ImportSource::Stdin } else { ImportSource::File(PathBuf::from(&a.file)) };
+    let rec = import(ctx, &ImportOptions { source, name, changes: a.change.clone(), message: a.message.clone() })?;
     let _ = a.quiet;
     println!("{}", rec.id);
     Ok(0)

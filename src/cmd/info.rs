@@ -14,11 +14,7 @@ pub struct Args {
 }
 
 fn access(p: &str) -> bool {
-    rustix::fs::access(
-        p,
-        rustix::fs::Access::READ_OK | rustix::fs::Access::WRITE_OK,
-    )
-    .is_ok()
+    rustix::fs::access(p, rustix::fs::Access::READ_OK | rustix::fs::Access::WRITE_OK).is_ok()
 }
 
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
@@ -26,23 +22,12 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     let cg = cgroup::detect();
     let mut missing: Vec<String> = Vec::new();
     let (map_source, map_reason) = match &ctx.maps.source {
-        MapSource::SubIds {
-            newuidmap,
-            newgidmap,
-        } => (
-            format!(
-                "/etc/subuid and /etc/subgid via {} and {}",
-                newuidmap.display(),
-                newgidmap.display()
-            ),
-            None,
-        ),
+        MapSource::SubIds { newuidmap, newgidmap } => {
+            (format!("/etc/subuid and /etc/subgid via {} and {}", newuidmap.display(), newgidmap.display()), None)
+        }
         MapSource::SingleId { reason } => {
             missing.push(format!("subordinate ids: {reason}"));
-            (
-                "single id (only your uid, as root)".to_string(),
-                Some(reason.clone()),
-            )
+            ("single id (only your uid, as root)".to_string(), Some(reason.clone()))
         }
     };
     let drv = driver::choose(&ctx.store, &ctx.maps, ctx.storage_driver.as_deref());
@@ -60,9 +45,7 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
         missing.push("/dev/fuse is not accessible (fuse-overlayfs cannot be used)".into());
     }
     if !access("/dev/net/tun") {
-        missing.push(
-            "/dev/net/tun is not accessible (slirp4netns/pasta networking cannot be used)".into(),
-        );
+        missing.push("/dev/net/tun is not accessible (slirp4netns/pasta networking cannot be used)".into());
     }
     let runroot_reason = match &ctx.paths.runroot_source {
         RunRootSource::Flag => "--runroot".to_string(),
@@ -71,9 +54,7 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
         RunRootSource::Fallback { reason } => reason.clone(),
     };
     let maps = |m: &[nook::userns::IdMap]| -> Value {
-        m.iter()
-            .map(|e| json!({"container_id": e.container_id, "host_id": e.host_id, "size": e.size}))
-            .collect()
+        m.iter().map(|e| json!({"container_id": e.container_id, "host_id": e.host_id, "size": e.size})).collect()
     };
     let info = json!({
         "host": {
@@ -125,9 +106,7 @@ fn yaml(v: &Value, indent: usize) -> String {
         Value::Object(m) => {
             for (k, v) in m {
                 match v {
-                    Value::Object(_) => {
-                        out.push_str(&format!("{pad}{k}:\n{}", yaml(v, indent + 2)))
-                    }
+                    Value::Object(_) => out.push_str(&format!("{pad}{k}:\n{}", yaml(v, indent + 2))),
                     Value::Array(a) if a.is_empty() => out.push_str(&format!("{pad}{k}: []\n")),
                     Value::Array(_) => out.push_str(&format!("{pad}{k}:\n{}", yaml(v, indent))),
                     _ => out.push_str(&format!("{pad}{k}: {}\n", scalar(v))),
@@ -140,11 +119,7 @@ fn yaml(v: &Value, indent: usize) -> String {
                     Value::Object(m) => {
                         let mut first = true;
                         for (k, v) in m {
-                            let lead = if first {
-                                format!("{pad}- ")
-                            } else {
-                                format!("{pad}  ")
-                            };
+                            let lead = if first { format!("{pad}- ") } else { format!("{pad}  ") };
                             out.push_str(&format!("{lead}{k}: {}\n", scalar(v)));
                             first = false;
                         }

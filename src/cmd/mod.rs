@@ -66,11 +66,7 @@ enum Command {
 
 impl Cli {
     fn context(&self) -> anyhow::Result<Context> {
-        Ok(Context::new(
-            self.root.clone(),
-            self.runroot.clone(),
-            self.storage_driver.clone(),
-        )?)
+        Ok(Context::new(self.root.clone(), self.runroot.clone(), self.storage_driver.clone())?)
     }
 
     pub fn log_level(&self) -> &str {

@@ -20,37 +20,20 @@ pub struct Args {
 /// podman's exit codes: 1 no such container, 2 a container is running, 125 anything else.
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     let store = &ctx.store;
-    let targets: Vec<String> = if a.all {
-        store.containers()?.into_iter().map(|c| c.id).collect()
-    } else {
-        a.containers.clone()
-    };
+    let targets: Vec<String> =
+        if a.all { store.containers()?.into_iter().map(|c| c.id).collect() } else { a.containers.clone() };
     if targets.is_empty() && !a.all {
-        return Err(Failure {
-            code: 125,
-            msg: "specify one or more containers to remove".into(),
-        }
-        .into());
+        return Err(Failure { code: 125, msg: "specify one or more containers to remove".into() }.into());
     }
     let mut worst = 0;
     let mut last: Option<String> = None;
     for t in &targets {
-        let r = store
-            .find_container(t)
-            .map_err(container::ContainerError::from)
-            .and_then(|rec| {
-                container::remove(ctx, &rec, a.force)?;
-                Ok(rec)
-            });
+        let r = store.find_container(t).map_err(container::ContainerError::from).and_then(|rec| {
+            container::remove(ctx, &rec, a.force)?;
+            Ok(rec)
+        });
         match r {
-            Ok(rec) => println!(
-                "{}",
-                if a.all || rec.id == *t {
-                    rec.id.clone()
-                } else {
-                    t.clone()
-                }
-            ),
+            Ok(rec) => println!("{}", if a.all || rec.id == *t { rec.id.clone() } else { t.clone() }),
             Err(e) => {
                 let code = match &e {
                     container::ContainerError::Storage(StorageError::ContainerNotFound(_)) => 1,

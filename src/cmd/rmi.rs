@@ -20,17 +20,10 @@ pub struct Args {
 /// podman's exit codes: 1 an image did not exist, 2 an image is in use, 125 anything else.
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     let store = &ctx.store;
-    let targets: Vec<String> = if a.all {
-        store.images()?.into_iter().map(|i| i.id).collect()
-    } else {
-        a.images.clone()
-    };
+    let targets: Vec<String> =
+        if a.all { store.images()?.into_iter().map(|i| i.id).collect() } else { a.images.clone() };
     if targets.is_empty() {
-        return Err(Failure {
-            code: 125,
-            msg: "image name or ID must be specified".into(),
-        }
-        .into());
+        return Err(Failure { code: 125, msg: "image name or ID must be specified".into() }.into());
     }
     let mut worst = 0;
     let mut last_err = None;
@@ -73,20 +66,13 @@ fn remove_one(ctx: &Context, target: &str, force: bool) -> anyhow::Result<()> {
         println!("Untagged: {n}");
         return Ok(());
     }
-    let users: Vec<_> = store
-        .containers()?
-        .into_iter()
-        .filter(|c| c.image_id.as_deref() == Some(img.id.as_str()))
-        .collect();
+    let users: Vec<_> =
+        store.containers()?.into_iter().filter(|c| c.image_id.as_deref() == Some(img.id.as_str())).collect();
     if !users.is_empty() {
         if !force {
             return Err(StorageError::ImageInUse {
                 image: img.short_id().to_string(),
-                containers: users
-                    .iter()
-                    .map(|c| c.short_id().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                containers: users.iter().map(|c| c.short_id().to_string()).collect::<Vec<_>>().join(", "),
             }
             .into());
         }
@@ -114,9 +100,6 @@ fn matching_name(img: &nook::storage::ImageRecord, target: &str) -> Option<Strin
         let full = format!("{}:{tag}", r.name());
         img.names.contains(&full).then_some(full)
     } else {
-        img.names
-            .iter()
-            .find(|n| n.ends_with(&format!("/{}:{tag}", r.repository)))
-            .cloned()
+        img.names.iter().find(|n| n.ends_with(&format!("/{}:{tag}", r.repository))).cloned()
     }
 }

@@ -16,25 +16,16 @@ pub struct Args {
 
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     let cmd = if a.command.is_empty() {
-        vec![
-            std::env::var_os("SHELL")
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "/bin/sh".into()),
-        ]
+        vec![std::env::var_os("SHELL").filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into())]
     } else {
         a.command.clone()
     };
     if nook::userns::inside_nook_userns() {
-        return Err(Failure {
-            code: 125,
-            msg: "already inside nook unshare".into(),
-        }
-        .into());
+        return Err(Failure { code: 125, msg: "already inside nook unshare".into() }.into());
     }
     ctx.notice_single_id();
     let mut child = spawn_helper(&ctx.maps, &HelperOp::Exec(cmd), true, |c| {
-        c.env("NOOK_ROOT", &ctx.paths.root)
-            .env("NOOK_RUNROOT", &ctx.paths.runroot);
+        c.env("NOOK_ROOT", &ctx.paths.root).env("NOOK_RUNROOT", &ctx.paths.runroot);
     })?;
     // The child gets the terminal's signals; we wait for it.
     // SAFETY: ignoring signals in this single-threaded process; the child already has its own

@@ -76,20 +76,14 @@ pub fn parse_volume(v: &str) -> Result<BindVolume, String> {
         [s, d] => (*s, *d, ""),
         [s, d, o] => (*s, *d, *o),
         _ => {
-            return Err(format!(
-                "invalid volume {v:?}: expected HOST-DIR:CONTAINER-DIR[:OPTIONS]"
-            ));
+            return Err(format!("invalid volume {v:?}: expected HOST-DIR:CONTAINER-DIR[:OPTIONS]"));
         }
     };
     if !src.starts_with('/') && !src.starts_with('.') {
-        return Err(format!(
-            "invalid volume {v:?}: named volumes are not supported yet; give an absolute host path"
-        ));
+        return Err(format!("invalid volume {v:?}: named volumes are not supported yet; give an absolute host path"));
     }
     if !dst.starts_with('/') {
-        return Err(format!(
-            "invalid volume {v:?}: the container path must be absolute"
-        ));
+        return Err(format!("invalid volume {v:?}: the container path must be absolute"));
     }
     let mut read_only = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
@@ -100,30 +94,18 @@ pub fn parse_volume(v: &str) -> Result<BindVolume, String> {
         }
     }
     let source = fs::canonicalize(src).map_err(|e| format!("invalid volume {v:?}: {src}: {e}"))?;
-    Ok(BindVolume {
-        source,
-        destination: dst.to_string(),
-        read_only,
-    })
+    Ok(BindVolume { source, destination: dst.to_string(), read_only })
 }
 
 /// `--env-file`: KEY=VALUE lines; `#` comments; a bare KEY takes the host's value.
 pub fn read_env_file(p: &Path) -> Result<Vec<String>, String> {
     let s = fs::read_to_string(p).map_err(|e| format!("reading env file {}: {e}", p.display()))?;
-    Ok(s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(expand_env)
-        .collect())
+    Ok(s.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).filter_map(expand_env).collect())
 }
 
 /// `-e KEY=VALUE` as is; `-e KEY` takes the host's value (dropped if unset).
 pub fn expand_env(e: &str) -> Option<String> {
-    if e.contains('=') {
-        Some(e.to_string())
-    } else {
-        std::env::var(e).ok().map(|v| format!("{e}={v}"))
-    }
+    if e.contains('=') { Some(e.to_string()) } else { std::env::var(e).ok().map(|v| format!("{e}={v}")) }
 }
 
 /// Merges `add` into `env`, later values winning.
@@ -136,16 +118,11 @@ fn merge_env(env: &mut Vec<String>, add: impl IntoIterator<Item = String>) {
 }
 
 /// Entrypoint + command as podman computes them.
-pub fn command_line(
-    defaults: &ImageDefaults,
-    entrypoint: Option<&str>,
-    cmd: &[String],
-) -> Result<Vec<String>, String> {
+pub fn command_line(defaults: &ImageDefaults, entrypoint: Option<&str>, cmd: &[String]) -> Result<Vec<String>, String> {
     let (ep, image_cmd) = match entrypoint {
         Some(e) => {
             let ep = if e.trim_start().starts_with('[') {
-                serde_json::from_str::<Vec<String>>(e)
-                    .map_err(|err| format!("invalid --entrypoint {e:?}: {err}"))?
+                serde_json::from_str::<Vec<String>>(e).map_err(|err| format!("invalid --entrypoint {e:?}: {err}"))?
             } else if e.is_empty() {
                 Vec::new()
             } else {
@@ -157,15 +134,9 @@ pub fn command_line(
         None => (defaults.entrypoint.clone(), defaults.cmd.clone()),
     };
     let mut args = ep;
-    args.extend(if cmd.is_empty() {
-        image_cmd
-    } else {
-        cmd.to_vec()
-    });
+    args.extend(if cmd.is_empty() { image_cmd } else { cmd.to_vec() });
     if args.is_empty() {
-        return Err(
-            "no command or entrypoint provided, and no CMD or ENTRYPOINT from image".into(),
-        );
+        return Err("no command or entrypoint provided, and no CMD or ENTRYPOINT from image".into());
     }
     Ok(args)
 }
@@ -178,8 +149,7 @@ fn read_image_file(ctx: &Context, rootfs: Option<&Path>, layers: &[String], rel:
             .ok()
             .and_then(|l| driver::read_merged_file(&l, Path::new(rel))),
     };
-    data.map(|d| String::from_utf8_lossy(&d).into_owned())
-        .unwrap_or_default()
+    data.map(|d| String::from_utf8_lossy(&d).into_owned()).unwrap_or_default()
 }
 
 /// A created container: its record and OCI spec.
@@ -196,30 +166,13 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
         Some(n) => net::parse_mode(n).map_err(inv)?,
         None => net::DEFAULT_NETWORK,
     };
-    let volumes = o
-        .volumes
-        .iter()
-        .map(|v| parse_volume(v))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(inv)?;
-    let cap_add = o
-        .cap_add
-        .iter()
-        .map(|c| parse_cap(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(inv)?;
-    let cap_drop = o
-        .cap_drop
-        .iter()
-        .map(|c| parse_cap(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(inv)?;
+    let volumes = o.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>, _>>().map_err(inv)?;
+    let cap_add = o.cap_add.iter().map(|c| parse_cap(c)).collect::<Result<Vec<_>, _>>().map_err(inv)?;
+    let cap_drop = o.cap_drop.iter().map(|c| parse_cap(c)).collect::<Result<Vec<_>, _>>().map_err(inv)?;
     if let Some(n) = &o.name
         && !valid_name(n)
     {
-        return Err(inv(format!(
-            "invalid container name {n:?}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
-        )));
+        return Err(inv(format!("invalid container name {n:?}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")));
     }
     let mut file_env = Vec::new();
     for f in &o.env_files {
@@ -234,33 +187,16 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
     let store = &ctx.store;
     let lock = store.lock(true)?;
     let (image_name, image_id, layers, defaults) = match &o.rootfs {
-        Some(dir) => (
-            dir.display().to_string(),
-            None,
-            Vec::new(),
-            ImageDefaults::default(),
-        ),
+        Some(dir) => (dir.display().to_string(), None, Vec::new(), ImageDefaults::default()),
         None => {
             let img = store.find_image(&o.image)?;
             let cfg = load_config(store, &img)?;
-            (
-                o.image.clone(),
-                Some(img.id.clone()),
-                img.layers.clone(),
-                ImageDefaults::from_config(&cfg),
-            )
+            (o.image.clone(), Some(img.id.clone()), img.layers.clone(), ImageDefaults::from_config(&cfg))
         }
     };
-    let rootfs = o
-        .rootfs
-        .as_ref()
-        .map(|r| fs::canonicalize(r).unwrap_or_else(|_| r.clone()));
+    let rootfs = o.rootfs.as_ref().map(|r| fs::canonicalize(r).unwrap_or_else(|_| r.clone()));
     let args = command_line(&defaults, o.entrypoint.as_deref(), &o.command).map_err(inv)?;
-    let user_spec = o
-        .user
-        .clone()
-        .or_else(|| defaults.user.clone())
-        .unwrap_or_default();
+    let user_spec = o.user.clone().or_else(|| defaults.user.clone()).unwrap_or_default();
     let passwd = read_image_file(ctx, rootfs.as_deref(), &layers, "etc/passwd");
     let group = read_image_file(ctx, rootfs.as_deref(), &layers, "etc/group");
     let user = resolve_user(&user_spec, &passwd, &group).map_err(inv)?;
@@ -268,10 +204,7 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
     let driver_name = if rootfs.is_some() {
         "rootfs".to_string()
     } else {
-        driver::choose(store, &ctx.maps, ctx.storage_driver.as_deref())?
-            .kind
-            .name()
-            .to_string()
+        driver::choose(store, &ctx.maps, ctx.storage_driver.as_deref())?.kind.name().to_string()
     };
     let id = crate::util::id::random_id();
     let name = match &o.name {
@@ -291,20 +224,14 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
     let hostname = o.hostname.clone().unwrap_or_else(|| id[..12].to_string());
     let mut env = vec![DEFAULT_PATH.to_string()];
     merge_env(&mut env, defaults.env.iter().cloned());
-    merge_env(
-        &mut env,
-        [format!("HOSTNAME={hostname}"), "container=oci".to_string()],
-    );
+    merge_env(&mut env, [format!("HOSTNAME={hostname}"), "container=oci".to_string()]);
     if o.tty {
         merge_env(&mut env, ["TERM=xterm".to_string()]);
     }
     merge_env(&mut env, file_env);
     merge_env(&mut env, o.env.iter().filter_map(|e| expand_env(e)));
     if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!(
-            "HOME={}",
-            user.home.clone().unwrap_or_else(|| "/".into())
-        ));
+        env.push(format!("HOME={}", user.home.clone().unwrap_or_else(|| "/".into())));
     }
     let rec = ContainerRecord {
         id: id.clone(),
@@ -334,11 +261,7 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
         let cfg = ContainerConfig {
             args,
             env,
-            cwd: o
-                .workdir
-                .clone()
-                .or_else(|| defaults.working_dir.clone())
-                .unwrap_or_else(|| "/".into()),
+            cwd: o.workdir.clone().or_else(|| defaults.working_dir.clone()).unwrap_or_else(|| "/".into()),
             user,
             hostname,
             tty: o.tty,
@@ -354,8 +277,7 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
             None => driver::rootfs_dir_hint(store, &rec),
         };
         let spec = build(&cfg, &ctx.maps, root).map_err(ContainerError::Invalid)?;
-        let data =
-            serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Io(e.to_string()))?;
+        let data = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Io(e.to_string()))?;
         crate::util::fs::write_atomic(&store.container_dir(&id).join("config.json"), &data)
             .map_err(|e| ContainerError::Io(format!("writing config.json: {e}")))?;
         Ok(spec)
@@ -382,11 +304,9 @@ fn etc_paths(ctx: &Context, id: &str) -> Vec<(PathBuf, &'static str)> {
 /// Loads a container's OCI spec.
 pub fn load_spec(ctx: &Context, id: &str) -> Result<Spec, ContainerError> {
     let p = ctx.store.container_dir(id).join("config.json");
-    let d =
-        fs::read(&p).map_err(|e| ContainerError::Io(format!("reading {}: {e}", p.display())))?;
-    serde_json::from_slice(&d).map_err(|e| {
-        ContainerError::Storage(StorageError::Corrupt(format!("{}: {e}", p.display())))
-    })
+    let d = fs::read(&p).map_err(|e| ContainerError::Io(format!("reading {}: {e}", p.display())))?;
+    serde_json::from_slice(&d)
+        .map_err(|e| ContainerError::Storage(StorageError::Corrupt(format!("{}: {e}", p.display()))))
 }
 
 /// Runs a created container with this process as its owner and the terminal attached.
@@ -405,17 +325,10 @@ fn run_attached_inner(ctx: &Context, c: &Created) -> Result<i32, ContainerError>
     ctx.notice_single_id();
     let cg = crate::cgroup::detect();
     if !cg.limits_available && cg.version != crate::cgroup::CgroupVersion::V2 {
-        ctx.paths.notice_once(
-            "cgroup",
-            &format!("containers run without resource limits: {}", cg.detail),
-        );
+        ctx.paths.notice_once("cgroup", &format!("containers run without resource limits: {}", cg.detail));
     }
     let hostname = c.spec.hostname().clone().unwrap_or_default();
-    let mode = if rec.network == "none" {
-        NetworkMode::None
-    } else {
-        NetworkMode::Host
-    };
+    let mode = if rec.network == "none" { NetworkMode::None } else { NetworkMode::Host };
     net::write_etc_files(&store.container_rundir(&rec.id), &hostname, &rec.name, mode)
         .map_err(|e| ContainerError::Io(format!("writing the container's /etc files: {e}")))?;
     let rootfs = driver::rootfs_mount(store, rec)?;
@@ -455,9 +368,8 @@ fn run_attached_inner(ctx: &Context, c: &Created) -> Result<i32, ContainerError>
         set_error(e.to_string());
         return Err(e.into());
     }
-    let exit = fg
-        .run(pid, master, &helpers)
-        .map_err(|e| ContainerError::Io(format!("monitoring the container: {e}")))?;
+    let exit =
+        fg.run(pid, master, &helpers).map_err(|e| ContainerError::Io(format!("monitoring the container: {e}")))?;
     st.status = ContainerStatus::Exited;
     st.pid = None;
     st.pid_start = None;
@@ -496,10 +408,7 @@ pub fn remove(ctx: &Context, rec: &ContainerRecord, force: bool) -> Result<(), C
             )));
         }
         if let Some(pid) = st.pid {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             // Bounded: the kernel tears a killed pid namespace down quickly.
             for _ in 0..200 {
                 if process_start_time(pid) != st.pid_start

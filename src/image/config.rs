@@ -19,12 +19,8 @@ pub struct ImageDefaults {
 /// Loads an image's config blob.
 pub fn load_config(store: &Store, img: &ImageRecord) -> Result<ImageConfiguration, StorageError> {
     let data = store.get_blob(&img.config)?;
-    serde_json::from_slice(&data).map_err(|e| {
-        StorageError::Corrupt(format!(
-            "image {} has an invalid config: {e}",
-            img.short_id()
-        ))
-    })
+    serde_json::from_slice(&data)
+        .map_err(|e| StorageError::Corrupt(format!("image {} has an invalid config: {e}", img.short_id())))
 }
 
 impl ImageDefaults {
@@ -85,9 +81,7 @@ pub fn apply_changes(cfg: &mut Config, changes: &[String]) -> Result<(), String>
                     None => match value.split_once(' ') {
                         Some((k, v)) => (k.trim(), v.trim()),
                         None => {
-                            return Err(format!(
-                                "invalid ENV change {ch:?}: expected ENV KEY=value"
-                            ));
+                            return Err(format!("invalid ENV change {ch:?}: expected ENV KEY=value"));
                         }
                     },
                 };
@@ -100,20 +94,16 @@ pub fn apply_changes(cfg: &mut Config, changes: &[String]) -> Result<(), String>
             "STOPSIGNAL" => cfg.set_stop_signal(Some(value.to_string())),
             "LABEL" => {
                 let mut l = cfg.labels().clone().unwrap_or_default();
-                let (k, v) = value.split_once('=').ok_or_else(|| {
-                    format!("invalid LABEL change {ch:?}: expected LABEL key=value")
-                })?;
+                let (k, v) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("invalid LABEL change {ch:?}: expected LABEL key=value"))?;
                 l.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
                 cfg.set_labels(Some(l))
             }
             "EXPOSE" => {
                 let mut p = cfg.exposed_ports().clone().unwrap_or_default();
                 for port in value.split_whitespace() {
-                    let port = if port.contains('/') {
-                        port.to_string()
-                    } else {
-                        format!("{port}/tcp")
-                    };
+                    let port = if port.contains('/') { port.to_string() } else { format!("{port}/tcp") };
                     if !p.contains(&port) {
                         p.push(port);
                     }
@@ -137,8 +127,7 @@ pub fn apply_changes(cfg: &mut Config, changes: &[String]) -> Result<(), String>
 }
 
 fn exec_or_list(v: &str) -> Vec<String> {
-    serde_json::from_str::<Vec<String>>(v.trim())
-        .unwrap_or_else(|_| v.split_whitespace().map(str::to_string).collect())
+    serde_json::from_str::<Vec<String>>(v.trim()).unwrap_or_else(|_| v.split_whitespace().map(str::to_string).collect())
 }
 
 #[cfg(test)]

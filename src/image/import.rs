@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use oci_spec::image::{
-    Arch, Config, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageManifestBuilder,
-    MediaType, Os, RootFsBuilder,
+    Arch, Config, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os,
+    RootFsBuilder,
 };
 
 use super::config::{apply_changes, host_arch};
@@ -37,8 +37,7 @@ pub fn import(ctx: &Context, opts: &ImportOptions) -> Result<ImageRecord, Storag
     apply_changes(&mut cfg, &opts.changes).map_err(StorageError::Other)?;
     let input = match &opts.source {
         ImportSource::File(p) => {
-            let f = std::fs::File::open(p)
-                .map_err(|e| StorageError::io(format!("opening {}", p.display()), e))?;
+            let f = std::fs::File::open(p).map_err(|e| StorageError::io(format!("opening {}", p.display()), e))?;
             if f.metadata().is_ok_and(|m| m.is_dir()) {
                 return Err(StorageError::Other(format!(
                     "{} is a directory; import takes a tarball (use run --rootfs for a directory)",
@@ -51,15 +50,11 @@ pub fn import(ctx: &Context, opts: &ImportOptions) -> Result<ImageRecord, Storag
     };
     ctx.notice_single_id();
     store.gc_tmp(&ctx.maps);
-    let layer = store
-        .start_unpack(&ctx.maps, input)?
-        .finish(store, &ctx.maps, None)?;
+    let layer = store.start_unpack(&ctx.maps, input)?.finish(store, &ctx.maps, None)?;
 
     let now = Utc::now();
     let created = now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let mut history = HistoryBuilder::default()
-        .created(created.clone())
-        .created_by("nook import");
+    let mut history = HistoryBuilder::default().created(created.clone()).created_by("nook import");
     if let Some(m) = &opts.message {
         history = history.comment(m.clone());
     }
@@ -68,13 +63,7 @@ pub fn import(ctx: &Context, opts: &ImportOptions) -> Result<ImageRecord, Storag
         .architecture(Arch::from(host_arch()))
         .os(Os::Linux)
         .config(cfg)
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(vec![layer.diff_id.clone()])
-                .build()
-                .map_err(other)?,
-        )
+        .rootfs(RootFsBuilder::default().typ("layers").diff_ids(vec![layer.diff_id.clone()]).build().map_err(other)?)
         .history(vec![history.build().map_err(other)?])
         .build()
         .map_err(other)?;
@@ -85,17 +74,12 @@ pub fn import(ctx: &Context, opts: &ImportOptions) -> Result<ImageRecord, Storag
     let layer_desc = Descriptor::new(
         MediaType::ImageLayer,
         layer.tar_size,
-        layer
-            .diff_id
-            .parse::<oci_spec::image::Digest>()
-            .map_err(other)?,
+        layer.diff_id.parse::<oci_spec::image::Digest>().map_err(other)?,
     );
     let cfg_desc = Descriptor::new(
         MediaType::ImageConfig,
         cfg_bytes.len() as u64,
-        cfg_digest
-            .parse::<oci_spec::image::Digest>()
-            .map_err(other)?,
+        cfg_digest.parse::<oci_spec::image::Digest>().map_err(other)?,
     );
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)

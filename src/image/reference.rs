@@ -23,10 +23,7 @@ pub struct Reference {
 }
 
 fn err(input: &str, why: &'static str) -> ReferenceError {
-    ReferenceError {
-        input: input.to_string(),
-        why,
-    }
+    ReferenceError { input: input.to_string(), why }
 }
 
 fn valid_component(c: &str) -> bool {
@@ -63,8 +60,7 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|x| x.is_ascii_alphanumeric() || *x == b'_' || *x == b'.' || *x == b'-')
+        && b.iter().all(|x| x.is_ascii_alphanumeric() || *x == b'_' || *x == b'.' || *x == b'-')
 }
 
 fn valid_registry(r: &str) -> bool {
@@ -82,10 +78,7 @@ fn valid_registry(r: &str) -> bool {
         return false;
     }
     if host.starts_with('[') {
-        return host.ends_with(']')
-            && host[1..host.len() - 1]
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':');
+        return host.ends_with(']') && host[1..host.len() - 1].bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
     }
     !host.is_empty()
         && host.split('.').all(|l| {
@@ -107,14 +100,8 @@ impl Reference {
         }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
-                let hex = d
-                    .strip_prefix("sha256:")
-                    .ok_or_else(|| err(input, "only sha256 digests are supported"))?;
-                if hex.len() != 64
-                    || !hex
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                {
+                let hex = d.strip_prefix("sha256:").ok_or_else(|| err(input, "only sha256 digests are supported"))?;
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
                     return Err(err(input, "malformed digest"));
                 }
                 (r, Some(d.to_string()))
@@ -166,12 +153,7 @@ impl Reference {
         if registry == "docker.io" && !repository.contains('/') {
             repository = format!("library/{repository}");
         }
-        Ok(Reference {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        Ok(Reference { registry, repository, tag, digest })
     }
 
     pub fn is_qualified(&self) -> bool {
@@ -240,32 +222,12 @@ mod tests {
     #[test]
     fn parses_and_normalises() {
         let r = Reference::parse("alpine").unwrap();
-        assert_eq!(
-            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
-            ("", "alpine", None)
-        );
-        assert_eq!(
-            r.qualified_with("docker.io").to_string(),
-            "docker.io/library/alpine:latest"
-        );
-        assert_eq!(
-            Reference::parse("docker.io/alpine:3").unwrap().to_string(),
-            "docker.io/library/alpine:3"
-        );
-        assert_eq!(
-            Reference::parse("127.0.0.1:5000/test/bb:v1")
-                .unwrap()
-                .registry,
-            "127.0.0.1:5000"
-        );
-        assert_eq!(
-            Reference::parse("[::1]:5000/bb").unwrap().registry,
-            "[::1]:5000"
-        );
-        assert_eq!(
-            Reference::parse("localhost/bb").unwrap().to_string(),
-            "localhost/bb:latest"
-        );
+        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("", "alpine", None));
+        assert_eq!(r.qualified_with("docker.io").to_string(), "docker.io/library/alpine:latest");
+        assert_eq!(Reference::parse("docker.io/alpine:3").unwrap().to_string(), "docker.io/library/alpine:3");
+        assert_eq!(Reference::parse("127.0.0.1:5000/test/bb:v1").unwrap().registry, "127.0.0.1:5000");
+        assert_eq!(Reference::parse("[::1]:5000/bb").unwrap().registry, "[::1]:5000");
+        assert_eq!(Reference::parse("localhost/bb").unwrap().to_string(), "localhost/bb:latest");
         let d = format!("quay.io/x/y@sha256:{}", "a".repeat(64));
         let r = Reference::parse(&d).unwrap();
         assert_eq!(r.tag_or_latest(), None);
@@ -276,17 +238,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_references() {
-        for bad in [
-            "",
-            "UPPER",
-            "a//b",
-            "a:",
-            "a@sha256:xyz",
-            "-a",
-            "a:b:c/d",
-            "a b",
-            "a@md5:00",
-        ] {
+        for bad in ["", "UPPER", "a//b", "a:", "a@sha256:xyz", "-a", "a:b:c/d", "a b", "a@md5:00"] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -25,6 +25,9 @@ pub const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
+/// How long output is drained after the container exited.
+const DRAIN_SECS: i64 = 5;
+
 /// How a container process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -70,8 +73,8 @@ impl Foreground {
             mask.add(s);
         }
         mask.thread_block().map_err(io::Error::from)?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(io::Error::from)?;
+        let signals =
+            SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(io::Error::from)?;
         let mut f = Foreground {
             tty,
             interactive,
@@ -99,11 +102,7 @@ impl Foreground {
             f.child.push(null);
             fd
         };
-        f.child_stdio = Stdio::Fds {
-            stdin,
-            stdout: out_w.as_raw_fd(),
-            stderr: err_w.as_raw_fd(),
-        };
+        f.child_stdio = Stdio::Fds { stdin, stdout: out_w.as_raw_fd(), stderr: err_w.as_raw_fd() };
         f.child.extend([out_w, err_w]);
         f.out = Some(out_r);
         f.err = Some(err_r);
@@ -128,12 +127,7 @@ impl Foreground {
     }
 
     /// Copies stdio until the container exits; forwards signals; returns its exit.
-    pub fn run(
-        mut self,
-        pid: i32,
-        mut pty_master: Option<OwnedFd>,
-        helper_pids: &[i32],
-    ) -> io::Result<Exit> {
+    pub fn run(mut self, pid: i32, mut pty_master: Option<OwnedFd>, helper_pids: &[i32]) -> io::Result<Exit> {
         let mut exit: Option<Exit> = None;
         let mut stdin_open = self.interactive && self.tty;
         let mut buf = vec![0u8; 64 * 1024];
@@ -142,7 +136,7 @@ impl Foreground {
             let mut fds: Vec<(BorrowedFd<'_>, u8)> = vec![(self.signals.as_fd(), 0)];
             if let Some(m) = &pty_master {
                 fds.push((m.as_fd(), 1));
-                if stdin_open {
+                if stdin_open && exit.is_none() {
                     fds.push((rustix::stdio::stdin(), 2));
                 }
             }
@@ -155,17 +149,17 @@ impl Foreground {
             if exit.is_some() && self.out.is_none() && self.err.is_none() && pty_master.is_none() {
                 break;
             }
-            let mut pfds: Vec<rustix::event::PollFd<'_>> = fds
-                .iter()
-                .map(|(fd, _)| rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN))
-                .collect();
-            // After the exit, streams are drained without waiting for anything new.
-            let timeout = exit.map(|_| rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            });
+            let mut pfds: Vec<rustix::event::PollFd<'_>> =
+                fds.iter().map(|(fd, _)| rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)).collect();
+            // After the exit, streams are drained until EOF (pipes) or EIO (pty): every writer
+            // died with the pid namespace, but pty output reaches the master asynchronously.
+            // Bounded, in case something outside the container holds a stream open.
+            let timeout = exit.map(|_| rustix::time::Timespec { tv_sec: DRAIN_SECS, tv_nsec: 0 });
             match rustix::event::poll(&mut pfds, timeout.as_ref()) {
-                Ok(0) if exit.is_some() => break,
+                Ok(0) if exit.is_some() => {
+                    tracing::warn!("stopped waiting for the container's output {DRAIN_SECS}s after it exited");
+                    break;
+                }
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -191,10 +185,7 @@ impl Foreground {
                                     copy_winsize(m);
                                 }
                             } else if exit.is_none() {
-                                let _ = nix::sys::signal::kill(
-                                    Pid::from_raw(pid),
-                                    Signal::try_from(sig).ok(),
-                                );
+                                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::try_from(sig).ok());
                             }
                         }
                     }
@@ -267,9 +258,7 @@ fn reap(pid: i32, exit: &mut Option<Exit>) {
     loop {
         match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(p, c)) if p.as_raw() == pid => *exit = Some(Exit::Code(c)),
-            Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => {
-                *exit = Some(Exit::Signal(s as i32))
-            }
+            Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => *exit = Some(Exit::Signal(s as i32)),
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(_) => {}
         }
@@ -293,10 +282,7 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
             Ok(n) => data = &data[n..],
             Err(rustix::io::Errno::INTR) => continue,
             Err(rustix::io::Errno::AGAIN) => {
-                let mut p = [rustix::event::PollFd::new(
-                    &fd,
-                    rustix::event::PollFlags::OUT,
-                )];
+                let mut p = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::OUT)];
                 let _ = rustix::event::poll(&mut p, None);
             }
             Err(e) => return Err(e.into()),

@@ -15,9 +15,9 @@ pub fn parse_mode(s: &str) -> Result<NetworkMode, String> {
     match s {
         "none" => Ok(NetworkMode::None),
         "host" => Ok(NetworkMode::Host),
-        "slirp4netns" | "pasta" | "bridge" | "private" => Err(format!(
-            "network mode {s:?} is not supported yet; use --network none or --network host"
-        )),
+        "slirp4netns" | "pasta" | "bridge" | "private" => {
+            Err(format!("network mode {s:?} is not supported yet; use --network none or --network host"))
+        }
         other => Err(format!("unknown network mode {other:?}: use none or host")),
     }
 }
@@ -42,9 +42,7 @@ pub fn write_etc_files(
             let t = line.trim();
             if t.is_empty()
                 || t.starts_with('#')
-                || t.split_whitespace()
-                    .skip(1)
-                    .all(|n| n.starts_with("localhost") || n.starts_with("ip6-"))
+                || t.split_whitespace().skip(1).all(|n| n.starts_with("localhost") || n.starts_with("ip6-"))
             {
                 continue;
             }
@@ -76,11 +74,7 @@ mod tests {
     fn modes() {
         assert_eq!(parse_mode("none").unwrap(), NetworkMode::None);
         assert_eq!(parse_mode("host").unwrap(), NetworkMode::Host);
-        assert!(
-            parse_mode("pasta")
-                .unwrap_err()
-                .contains("not supported yet")
-        );
+        assert!(parse_mode("pasta").unwrap_err().contains("not supported yet"));
         assert!(parse_mode("weird").is_err());
     }
 
@@ -91,9 +85,6 @@ mod tests {
         assert_eq!(f.len(), 3);
         let hosts = fs::read_to_string(d.path().join("hosts")).unwrap();
         assert!(hosts.contains("localhost") && hosts.contains("h1 web"));
-        assert_eq!(
-            fs::read_to_string(d.path().join("hostname")).unwrap(),
-            "h1\n"
-        );
+        assert_eq!(fs::read_to_string(d.path().join("hostname")).unwrap(), "h1\n");
     }
 }

@@ -26,21 +26,12 @@ pub fn parse_cap(s: &str) -> Result<String, String> {
     if up == "ALL" {
         return Ok(up);
     }
-    let full = if up.starts_with("CAP_") {
-        up
-    } else {
-        format!("CAP_{up}")
-    };
-    Capability::from_str(&full)
-        .map(|_| full)
-        .map_err(|_| format!("unknown capability {s:?}"))
+    let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    Capability::from_str(&full).map(|_| full).map_err(|_| format!("unknown capability {s:?}"))
 }
 
 pub(crate) fn to_caps(names: &[String]) -> HashSet<Capability> {
-    names
-        .iter()
-        .filter_map(|n| Capability::from_str(n).ok())
-        .collect()
+    names.iter().filter_map(|n| Capability::from_str(n).ok()).collect()
 }
 
 /// Drops every capability not in `keep` from the bounding set.
@@ -66,14 +57,10 @@ pub(crate) fn apply_sets(
     ambient: &HashSet<Capability>,
 ) -> Result<(), String> {
     // Effective must stay a subset of permitted at every step: shrink it first.
-    caps::clear(None, CapSet::Ambient)
-        .map_err(|e| format!("clearing ambient capabilities: {e}"))?;
-    caps::set(None, CapSet::Effective, effective)
-        .map_err(|e| format!("setting effective capabilities: {e}"))?;
-    caps::set(None, CapSet::Permitted, permitted)
-        .map_err(|e| format!("setting permitted capabilities: {e}"))?;
-    caps::set(None, CapSet::Inheritable, inheritable)
-        .map_err(|e| format!("setting inheritable capabilities: {e}"))?;
+    caps::clear(None, CapSet::Ambient).map_err(|e| format!("clearing ambient capabilities: {e}"))?;
+    caps::set(None, CapSet::Effective, effective).map_err(|e| format!("setting effective capabilities: {e}"))?;
+    caps::set(None, CapSet::Permitted, permitted).map_err(|e| format!("setting permitted capabilities: {e}"))?;
+    caps::set(None, CapSet::Inheritable, inheritable).map_err(|e| format!("setting inheritable capabilities: {e}"))?;
     for c in ambient {
         caps::raise(None, CapSet::Ambient, *c).map_err(|e| format!("raising ambient {c}: {e}"))?;
     }
@@ -97,10 +84,7 @@ mod tests {
 
     #[test]
     fn default_set_is_podmans_capeff() {
-        let mask: u64 = to_caps(&DEFAULT_CAPS.map(String::from))
-            .iter()
-            .map(|c| 1u64 << c.index())
-            .sum();
+        let mask: u64 = to_caps(&DEFAULT_CAPS.map(String::from)).iter().map(|c| 1u64 << c.index()).sum();
         assert_eq!(mask, 0x8004_05fb);
     }
 }

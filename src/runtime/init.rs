@@ -57,8 +57,7 @@ pub(super) fn stage_setup(sock: OwnedFd, cfg: &SpawnConfig<'_>) -> ! {
 }
 
 fn setup(sock: &OwnedFd, cfg: &SpawnConfig<'_>) -> Result<(), Fail> {
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .map_err(setup_err("prctl"))?;
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(setup_err("prctl"))?;
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|e| {
         fail(
             125,
@@ -72,18 +71,9 @@ fn setup(sock: &OwnedFd, cfg: &SpawnConfig<'_>) -> Result<(), Fail> {
     if m.tag != b'M' {
         return Err(fail(125, "the owner could not write the uid/gid maps"));
     }
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(setup_err("making mounts private"))?;
-    let mounted = cfg
-        .rootfs
-        .mount()
-        .map_err(|e| fail(125, format!("mounting the root filesystem: {e}")))?;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(setup_err("making mounts private"))?;
+    let mounted = cfg.rootfs.mount().map_err(|e| fail(125, format!("mounting the root filesystem: {e}")))?;
     let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if has_ns(cfg.spec, LinuxNamespaceType::Network) {
         flags |= CloneFlags::CLONE_NEWNET;
@@ -106,10 +96,7 @@ fn setup(sock: &OwnedFd, cfg: &SpawnConfig<'_>) -> Result<(), Fail> {
 }
 
 fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
+    spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
 }
 
 fn mount_fd(
@@ -129,14 +116,9 @@ fn do_mounts(spec: &Spec, rootfd: &OwnedFd) -> Result<(), Fail> {
         let dest = m.destination().to_string_lossy().into_owned();
         let typ = m.typ().as_deref().unwrap_or("bind");
         let opts = parse_options(m.options().as_deref().unwrap_or_default());
-        let src = m
-            .source()
-            .as_ref()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| typ.to_string());
+        let src = m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| typ.to_string());
         if opts.bind || typ == "bind" {
-            let md = std::fs::metadata(&src)
-                .map_err(|e| fail(125, format!("bind mount source {src}: {e}")))?;
+            let md = std::fs::metadata(&src).map_err(|e| fail(125, format!("bind mount source {src}: {e}")))?;
             let target = mount_target(rootfd, &dest, md.is_dir()).map_err(|e| fail(125, e))?;
             let mut flags = MsFlags::MS_BIND;
             if opts.recursive {
@@ -146,8 +128,7 @@ fn do_mounts(spec: &Spec, rootfd: &OwnedFd) -> Result<(), Fail> {
                 .map_err(|e| fail(125, format!("bind-mounting {src} on {dest}: {e}")))?;
             if opts.attrs != 0 {
                 let mounted = mount_target(rootfd, &dest, md.is_dir()).map_err(|e| fail(125, e))?;
-                set_attrs(&fd_path(&mounted), opts.attrs, opts.recursive)
-                    .map_err(|e| fail(125, e))?;
+                set_attrs(&fd_path(&mounted), opts.attrs, opts.recursive).map_err(|e| fail(125, e))?;
             }
             continue;
         }
@@ -167,13 +148,9 @@ fn do_mounts(spec: &Spec, rootfd: &OwnedFd) -> Result<(), Fail> {
                 .map_err(|e| fail(125, format!("binding {d}: {e}")))?;
         }
         let dev = mount_target(rootfd, "/dev", true).map_err(|e| fail(125, e))?;
-        let devdir = rustix::fs::openat(
-            &dev,
-            c".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| fail(125, format!("opening /dev: {e}")))?;
+        let devdir =
+            rustix::fs::openat(&dev, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| fail(125, format!("opening /dev: {e}")))?;
         for (name, target) in [
             ("fd", "/proc/self/fd"),
             ("stdin", "/proc/self/fd/0"),
@@ -203,20 +180,12 @@ fn make_pty(rootfd: &OwnedFd) -> Result<(OwnedFd, OwnedFd), Fail> {
     )
     .map_err(|e| fail(125, format!("opening /dev/pts/ptmx: {e}")))?;
     rustix::pty::unlockpt(&master).map_err(|e| fail(125, format!("unlockpt: {e}")))?;
-    let slave = rustix::pty::ioctl_tiocgptpeer(
-        &master,
-        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
-    )
-    .map_err(|e| fail(125, format!("opening the pty slave: {e}")))?;
+    let slave =
+        rustix::pty::ioctl_tiocgptpeer(&master, rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+            .map_err(|e| fail(125, format!("opening the pty slave: {e}")))?;
     let console = mount_target(rootfd, "/dev/console", false).map_err(|e| fail(125, e))?;
-    mount_fd(
-        Some(fd_path(&slave).as_str()),
-        &console,
-        None,
-        MsFlags::MS_BIND,
-        None,
-    )
-    .map_err(|e| fail(125, format!("binding the pty on /dev/console: {e}")))?;
+    mount_fd(Some(fd_path(&slave).as_str()), &console, None, MsFlags::MS_BIND, None)
+        .map_err(|e| fail(125, format!("binding the pty on /dev/console: {e}")))?;
     Ok((master, slave))
 }
 
@@ -226,10 +195,7 @@ fn loopback_up() -> Result<(), Fail> {
     unsafe {
         let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if s < 0 {
-            return Err(fail(
-                125,
-                format!("socket: {}", std::io::Error::last_os_error()),
-            ));
+            return Err(fail(125, format!("socket: {}", std::io::Error::last_os_error())));
         }
         let mut ifr: libc::ifreq = std::mem::zeroed();
         for (i, b) in b"lo\0".iter().enumerate() {
@@ -243,10 +209,7 @@ fn loopback_up() -> Result<(), Fail> {
         let e = std::io::Error::last_os_error();
         libc::close(s);
         if r != 0 {
-            return Err(fail(
-                125,
-                format!("bringing up the loopback interface: {e}"),
-            ));
+            return Err(fail(125, format!("bringing up the loopback interface: {e}")));
         }
     }
     Ok(())
@@ -267,43 +230,22 @@ fn mask_and_protect(spec: &Spec) -> Result<(), Fail> {
         match std::fs::symlink_metadata(p) {
             Err(_) => continue,
             Ok(md) if md.is_dir() => {
-                nix::mount::mount(
-                    Some("tmpfs"),
-                    p.as_str(),
-                    Some("tmpfs"),
-                    MsFlags::MS_RDONLY,
-                    Some("size=0"),
-                )
-                .map_err(|e| fail(125, format!("masking {p}: {e}")))?;
+                nix::mount::mount(Some("tmpfs"), p.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+                    .map_err(|e| fail(125, format!("masking {p}: {e}")))?;
             }
-            Ok(_) => nix::mount::mount(
-                Some("/dev/null"),
-                p.as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| fail(125, format!("masking {p}: {e}")))?,
+            Ok(_) => nix::mount::mount(Some("/dev/null"), p.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| fail(125, format!("masking {p}: {e}")))?,
         }
     }
     for p in linux.readonly_paths().as_deref().unwrap_or_default() {
         if std::fs::symlink_metadata(p).is_err() {
             continue;
         }
-        nix::mount::mount(
-            Some(p.as_str()),
-            p.as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| fail(125, format!("binding {p}: {e}")))?;
+        nix::mount::mount(Some(p.as_str()), p.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(|e| fail(125, format!("binding {p}: {e}")))?;
         set_attrs(
             p,
-            libc::MOUNT_ATTR_RDONLY
-                | libc::MOUNT_ATTR_NOSUID
-                | libc::MOUNT_ATTR_NODEV
-                | libc::MOUNT_ATTR_NOEXEC,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
             true,
         )
         .map_err(|e| fail(125, e))?;
@@ -326,27 +268,19 @@ fn ensure_cwd(cwd: &Path, uid: u32, gid: u32) -> Result<(), Fail> {
         }
     }
     for d in missing.iter().rev() {
-        std::fs::create_dir(d).map_err(|e| {
-            fail(
-                125,
-                format!("creating the working directory {}: {e}", d.display()),
-            )
-        })?;
+        std::fs::create_dir(d)
+            .map_err(|e| fail(125, format!("creating the working directory {}: {e}", d.display())))?;
         let _ = std::os::unix::fs::chown(d, Some(uid), Some(gid));
     }
     Ok(())
 }
 
 fn drop_privileges(spec: &Spec, single_id: bool) -> Result<(), Fail> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| fail(125, "no process in the spec"))?;
+    let process = spec.process().as_ref().ok_or_else(|| fail(125, "no process in the spec"))?;
     let user = process.user();
     let caps = process.capabilities().as_ref();
     let names = |s: Option<&oci_spec::runtime::Capabilities>| -> Vec<String> {
-        s.map(|v| v.iter().map(|c| format!("CAP_{c}")).collect())
-            .unwrap_or_default()
+        s.map(|v| v.iter().map(|c| format!("CAP_{c}")).collect()).unwrap_or_default()
     };
     let bounding = super::caps::to_caps(&names(caps.and_then(|c| c.bounding().as_ref())));
     super::caps::apply_bounding(&bounding).map_err(|e| fail(125, e))?;
@@ -356,8 +290,7 @@ fn drop_privileges(spec: &Spec, single_id: bool) -> Result<(), Fail> {
         for g in user.additional_gids().as_deref().unwrap_or_default() {
             groups.push(nix::unistd::Gid::from_raw(*g));
         }
-        nix::unistd::setgroups(&groups)
-            .map_err(|e| fail(125, format!("setting supplementary groups: {e}")))?;
+        nix::unistd::setgroups(&groups).map_err(|e| fail(125, format!("setting supplementary groups: {e}")))?;
     }
     let not_mapped = |what: &'static str, id: u32| {
         move |e: nix::Error| {
@@ -416,10 +349,7 @@ fn dup_onto(fd: RawFd, target: RawFd) -> Result<(), Fail> {
     }
     // SAFETY: dup2 on descriptors this process owns; the targets are 0, 1 and 2.
     if unsafe { libc::dup2(fd, target) } < 0 {
-        return Err(fail(
-            125,
-            format!("setting up stdio: {}", std::io::Error::last_os_error()),
-        ));
+        return Err(fail(125, format!("setting up stdio: {}", std::io::Error::last_os_error())));
     }
     Ok(())
 }
@@ -429,14 +359,8 @@ fn exec(args: &[String], env: &[String]) -> Fail {
     let Some(arg0) = args.first() else {
         return fail(125, "no command given");
     };
-    let argv: Vec<CString> = args
-        .iter()
-        .map(|a| CString::new(a.as_str()).unwrap_or_default())
-        .collect();
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|a| CString::new(a.as_str()).unwrap_or_default())
-        .collect();
+    let argv: Vec<CString> = args.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    let envp: Vec<CString> = env.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
     let candidates: Vec<String> = if arg0.contains('/') {
         vec![arg0.clone()]
     } else {
@@ -444,10 +368,7 @@ fn exec(args: &[String], env: &[String]) -> Fail {
             .iter()
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        path.split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| format!("{}/{arg0}", d.trim_end_matches('/')))
-            .collect()
+        path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{}/{arg0}", d.trim_end_matches('/'))).collect()
     };
     let mut denied = None;
     for c in &candidates {
@@ -467,47 +388,22 @@ fn exec(args: &[String], env: &[String]) -> Fail {
     if let Some((c, e)) = denied {
         return fail(
             126,
-            format!(
-                "{c}: {}",
-                if e == nix::Error::EISDIR {
-                    "is a directory"
-                } else {
-                    "permission denied"
-                }
-            ),
+            format!("{c}: {}", if e == nix::Error::EISDIR { "is a directory" } else { "permission denied" }),
         );
     }
     if arg0.contains('/') {
-        fail(
-            127,
-            format!("executable file `{arg0}` not found: No such file or directory"),
-        )
+        fail(127, format!("executable file `{arg0}` not found: No such file or directory"))
     } else {
-        fail(
-            127,
-            format!("executable file `{arg0}` not found in $PATH: No such file or directory"),
-        )
+        fail(127, format!("executable file `{arg0}` not found in $PATH: No such file or directory"))
     }
 }
 
 /// The container's init (pid 1). Returns only on failure.
 fn init(sock: &OwnedFd, cfg: &SpawnConfig<'_>, root: &Path) -> Result<Infallible, Fail> {
     let spec = cfg.spec;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| fail(125, "no process in the spec"))?;
-    let rootfd = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| {
-        fail(
-            125,
-            format!("opening the root filesystem {}: {e}", root.display()),
-        )
-    })?;
+    let process = spec.process().as_ref().ok_or_else(|| fail(125, "no process in the spec"))?;
+    let rootfd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| fail(125, format!("opening the root filesystem {}: {e}", root.display())))?;
     do_mounts(spec, &rootfd)?;
     let mut pty_slave = None;
     if matches!(cfg.stdio, Stdio::Tty) {
@@ -525,22 +421,12 @@ fn init(sock: &OwnedFd, cfg: &SpawnConfig<'_>, root: &Path) -> Result<Infallible
     drop(rootfd);
     pivot(root)?;
     mask_and_protect(spec)?;
-    if spec
-        .root()
-        .as_ref()
-        .and_then(|r| r.readonly())
-        .unwrap_or(false)
-    {
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
         set_attrs("/", libc::MOUNT_ATTR_RDONLY, false).map_err(|e| fail(125, e))?;
     }
     let cwd = process.cwd().clone();
     ensure_cwd(&cwd, process.user().uid(), process.user().gid())?;
-    if spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .is_some()
-    {
+    if spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).is_some() {
         // Seccomp filters are applied here, after no_new_privs and right before exec, once
         // nook supports them (a later issue). Refuse rather than run unfiltered.
         return Err(fail(125, "seccomp profiles are not supported yet"));
@@ -561,24 +447,14 @@ fn init(sock: &OwnedFd, cfg: &SpawnConfig<'_>, root: &Path) -> Result<Infallible
             if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
                 return Err(fail(
                     125,
-                    format!(
-                        "setting the controlling terminal: {}",
-                        std::io::Error::last_os_error()
-                    ),
+                    format!("setting the controlling terminal: {}", std::io::Error::last_os_error()),
                 ));
             }
             for t in 0..3 {
                 dup_onto(slave.as_raw_fd(), t)?;
             }
         }
-        (
-            Stdio::Fds {
-                stdin,
-                stdout,
-                stderr,
-            },
-            _,
-        ) => {
+        (Stdio::Fds { stdin, stdout, stderr }, _) => {
             dup_onto(*stdin, 0)?;
             dup_onto(*stdout, 1)?;
             dup_onto(*stderr, 2)?;
@@ -597,22 +473,13 @@ fn init(sock: &OwnedFd, cfg: &SpawnConfig<'_>, root: &Path) -> Result<Infallible
     }
     reset_signals();
     if let Err(e) = std::env::set_current_dir(&cwd) {
-        let code = if e.kind() == std::io::ErrorKind::PermissionDenied {
-            126
-        } else {
-            125
-        };
+        let code = if e.kind() == std::io::ErrorKind::PermissionDenied { 126 } else { 125 };
         return Err(fail(code, format!("chdir to `{}`: {e}", cwd.display())));
     }
     // Every descriptor above stderr closes on exec, the owner socket included.
     // SAFETY: close_range only changes flags on our own descriptor table.
     unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
     }
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();

@@ -20,13 +20,7 @@ pub struct MountOptions {
 }
 
 pub fn parse_options(opts: &[String]) -> MountOptions {
-    let mut m = MountOptions {
-        flags: MsFlags::empty(),
-        bind: false,
-        recursive: false,
-        attrs: 0,
-        data: Vec::new(),
-    };
+    let mut m = MountOptions { flags: MsFlags::empty(), bind: false, recursive: false, attrs: 0, data: Vec::new() };
     for o in opts {
         match o.as_str() {
             "ro" => {
@@ -58,8 +52,7 @@ pub fn parse_options(opts: &[String]) -> MountOptions {
                 m.bind = true;
                 m.recursive = true;
             }
-            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable"
-            | "runbindable" => {}
+            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable" | "runbindable" => {}
             other => m.data.push(other.to_string()),
         }
     }
@@ -72,33 +65,15 @@ const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGIC
 /// `dir` is false, an empty file for the last component). Symlinks in the image are resolved
 /// as if `root` were `/`, so a hostile image cannot send a mount outside its root.
 pub fn mount_target(root: &OwnedFd, dest: &str, dir: bool) -> Result<OwnedFd, String> {
-    let comps: Vec<&str> = dest
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    let mut cur = rustix::fs::openat(
-        root,
-        c".",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("opening the root: {e}"))?;
+    let comps: Vec<&str> = dest.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let mut cur = rustix::fs::openat(root, c".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("opening the root: {e}"))?;
     for (i, c) in comps.iter().enumerate() {
         let last = i + 1 == comps.len();
         let prefix = comps[..=i].join("/");
         let want_dir = !last || dir;
-        let flags = if want_dir {
-            OFlags::PATH | OFlags::DIRECTORY
-        } else {
-            OFlags::PATH
-        };
-        match rustix::fs::openat2(
-            root,
-            prefix.as_str(),
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            IN_ROOT,
-        ) {
+        let flags = if want_dir { OFlags::PATH | OFlags::DIRECTORY } else { OFlags::PATH };
+        match rustix::fs::openat2(root, prefix.as_str(), flags | OFlags::CLOEXEC, Mode::empty(), IN_ROOT) {
             Ok(fd) => cur = fd,
             Err(rustix::io::Errno::NOENT) => {
                 let name = CString::new(*c).map_err(|_| format!("bad path {dest:?}"))?;
@@ -118,19 +93,11 @@ pub fn mount_target(root: &OwnedFd, dest: &str, dir: bool) -> Result<OwnedFd, St
                         Err(e) => return Err(format!("creating {prefix} in the container: {e}")),
                     }
                 }
-                cur = rustix::fs::openat2(
-                    root,
-                    prefix.as_str(),
-                    flags | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    IN_ROOT,
-                )
-                .map_err(|e| format!("opening {prefix} in the container: {e}"))?;
+                cur = rustix::fs::openat2(root, prefix.as_str(), flags | OFlags::CLOEXEC, Mode::empty(), IN_ROOT)
+                    .map_err(|e| format!("opening {prefix} in the container: {e}"))?;
             }
             Err(rustix::io::Errno::NOTDIR) if !want_dir => {
-                return Err(format!(
-                    "cannot mount on {dest}: a parent is not a directory"
-                ));
+                return Err(format!("cannot mount on {dest}: a parent is not a directory"));
             }
             Err(e) => return Err(format!("opening {prefix} in the container: {e}")),
         }
@@ -150,12 +117,7 @@ pub fn set_attrs(path: &str, attrs: u64, recursive: bool) -> Result<(), String> 
         return Ok(());
     }
     let c = CString::new(path).map_err(|e| e.to_string())?;
-    let attr = libc::mount_attr {
-        attr_set: attrs,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
+    let attr = libc::mount_attr { attr_set: attrs, attr_clr: 0, propagation: 0, userns_fd: 0 };
     let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: mount_setattr(2) with a NUL-terminated path, a valid pointer to a mount_attr of
     // the size we pass, and no other memory shared with the kernel.
@@ -177,8 +139,7 @@ pub fn set_attrs(path: &str, attrs: u64, recursive: bool) -> Result<(), String> 
         return Err(format!("setting mount attributes on {path}: {e}"));
     }
     // Kernels before 5.12: remount, keeping the flags the kernel locked.
-    let st =
-        nix::sys::statvfs::statvfs(Path::new(path)).map_err(|e| format!("statvfs {path}: {e}"))?;
+    let st = nix::sys::statvfs::statvfs(Path::new(path)).map_err(|e| format!("statvfs {path}: {e}"))?;
     let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
     let f = st.flags();
     use nix::sys::statvfs::FsFlags;
@@ -212,13 +173,7 @@ mod tests {
 
     #[test]
     fn options() {
-        let o = parse_options(&[
-            "rbind".into(),
-            "ro".into(),
-            "nosuid".into(),
-            "mode=755".into(),
-            "rprivate".into(),
-        ]);
+        let o = parse_options(&["rbind".into(), "ro".into(), "nosuid".into(), "mode=755".into(), "rprivate".into()]);
         assert!(o.bind && o.recursive);
         assert!(o.flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
         assert_eq!(o.attrs, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID);
@@ -236,11 +191,7 @@ mod tests {
         for dest in ["/escape/evil", "/up/evil"] {
             let fd = mount_target(&rfd, dest, false).unwrap();
             let real = std::fs::read_link(fd_path(&fd)).unwrap();
-            assert!(
-                real.starts_with(&root),
-                "{dest} resolved to {}",
-                real.display()
-            );
+            assert!(real.starts_with(&root), "{dest} resolved to {}", real.display());
         }
         assert!(root.join("evil").exists());
         let d = mount_target(&rfd, "/a/b/c", true).unwrap();

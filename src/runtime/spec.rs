@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use super::caps::DEFAULT_CAPS;
@@ -33,24 +32,11 @@ pub const MASKED_PATHS: [&str; 13] = [
 ];
 
 /// podman's read-only paths (`DefaultReadOnlyPaths`).
-pub const READONLY_PATHS: [&str; 6] = [
-    "/proc/asound",
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+pub const READONLY_PATHS: [&str; 6] =
+    ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /// The devices bound from the host into /dev.
-pub const DEVICES: [&str; 6] = [
-    "/dev/null",
-    "/dev/zero",
-    "/dev/full",
-    "/dev/random",
-    "/dev/urandom",
-    "/dev/tty",
-];
+pub const DEVICES: [&str; 6] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
 
 /// How the container is networked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +121,7 @@ fn mount(dest: &str, typ: &str, source: &str, opts: &[&str]) -> Mount {
 }
 
 fn to_oci_caps(names: &[String]) -> HashSet<Capability> {
-    names
-        .iter()
-        .filter_map(|n| Capability::from_str(n.trim_start_matches("CAP_")).ok())
-        .collect()
+    names.iter().filter_map(|n| Capability::from_str(n.trim_start_matches("CAP_")).ok()).collect()
 }
 
 fn id_maps(m: &[crate::userns::IdMap]) -> Vec<LinuxIdMapping> {
@@ -159,12 +142,7 @@ fn id_maps(m: &[crate::userns::IdMap]) -> Vec<LinuxIdMapping> {
 pub fn build(c: &ContainerConfig, maps: &IdMappings, root: PathBuf) -> Result<Spec, String> {
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
     ];
     // gid=5 (tty) only where that group exists in the namespace; without it devpts refuses.
     if maps.maps(5, true) {
@@ -172,105 +150,45 @@ pub fn build(c: &ContainerConfig, maps: &IdMappings, root: PathBuf) -> Result<Sp
             "/dev/pts",
             "devpts",
             "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         ));
     } else {
         mounts.push(mount(
             "/dev/pts",
             "devpts",
             "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-            ],
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
         ));
     }
-    mounts.push(mount(
-        "/dev/mqueue",
-        "mqueue",
-        "mqueue",
-        &["nosuid", "noexec", "nodev"],
-    ));
-    mounts.push(mount(
-        "/dev/shm",
-        "tmpfs",
-        "shm",
-        &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-    ));
+    mounts.push(mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]));
+    mounts.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]));
     // A fresh sysfs needs a network namespace of our own; otherwise bind the host's, read-only.
     let sys_ro = if c.privileged { "rw" } else { "ro" };
     match c.network {
-        NetworkMode::None => mounts.push(mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", sys_ro],
-        )),
-        NetworkMode::Host => mounts.push(mount(
-            "/sys",
-            "bind",
-            "/sys",
-            &["rbind", "nosuid", "noexec", "nodev", sys_ro],
-        )),
+        NetworkMode::None => mounts.push(mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", sys_ro])),
+        NetworkMode::Host => {
+            mounts.push(mount("/sys", "bind", "/sys", &["rbind", "nosuid", "noexec", "nodev", sys_ro]))
+        }
     }
     for (src, dest) in &c.etc_files {
-        mounts.push(mount(
-            dest,
-            "bind",
-            &src.to_string_lossy(),
-            &["bind", "nosuid", "noexec", "nodev", "private"],
-        ));
+        mounts.push(mount(dest, "bind", &src.to_string_lossy(), &["bind", "nosuid", "noexec", "nodev", "private"]));
     }
     if c.read_only {
-        mounts.push(mount(
-            "/tmp",
-            "tmpfs",
-            "tmpfs",
-            &["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"],
-        ));
-        mounts.push(mount(
-            "/var/tmp",
-            "tmpfs",
-            "tmpfs",
-            &["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"],
-        ));
-        mounts.push(mount(
-            "/run",
-            "tmpfs",
-            "tmpfs",
-            &["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"],
-        ));
+        mounts.push(mount("/tmp", "tmpfs", "tmpfs", &["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]));
+        mounts.push(mount("/var/tmp", "tmpfs", "tmpfs", &["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]));
+        mounts.push(mount("/run", "tmpfs", "tmpfs", &["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]));
     }
     for v in &c.volumes {
         let mut o = vec!["rbind", "rprivate"];
         if v.read_only {
             o.push("ro");
         }
-        mounts.push(mount(
-            &v.destination,
-            "bind",
-            &v.source.to_string_lossy(),
-            &o,
-        ));
+        mounts.push(mount(&v.destination, "bind", &v.source.to_string_lossy(), &o));
     }
 
     let caps = to_oci_caps(&c.caps);
     // podman: a non-root process keeps the bounding set only; root gets the set effective.
-    let user_caps = if c.user.uid == 0 {
-        caps.clone()
-    } else {
-        HashSet::new()
-    };
+    let user_caps = if c.user.uid == 0 { caps.clone() } else { HashSet::new() };
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(user_caps.clone())
@@ -306,12 +224,7 @@ pub fn build(c: &ContainerConfig, maps: &IdMappings, root: PathBuf) -> Result<Sp
     }
     let namespaces = ns
         .into_iter()
-        .map(|t| {
-            LinuxNamespaceBuilder::default()
-                .typ(t)
-                .build()
-                .expect("namespace fields are valid")
-        })
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build().expect("namespace fields are valid"))
         .collect::<Vec<_>>();
     let mut linux = LinuxBuilder::default()
         .uid_mappings(id_maps(&maps.uid))
@@ -319,30 +232,14 @@ pub fn build(c: &ContainerConfig, maps: &IdMappings, root: PathBuf) -> Result<Sp
         .namespaces(namespaces);
     if !c.privileged {
         linux = linux
-            .masked_paths(
-                MASKED_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .readonly_paths(
-                READONLY_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            );
+            .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     }
     let linux = linux.build().map_err(|e| e.to_string())?;
 
     SpecBuilder::default()
         .version("1.2.0")
-        .root(
-            RootBuilder::default()
-                .path(root)
-                .readonly(c.read_only)
-                .build()
-                .map_err(|e| e.to_string())?,
-        )
+        .root(RootBuilder::default().path(root).readonly(c.read_only).build().map_err(|e| e.to_string())?)
         .hostname(c.hostname.clone())
         .mounts(mounts)
         .process(process)
@@ -369,19 +266,9 @@ mod tests {
     #[test]
     fn spec_has_podman_defaults() {
         let maps = IdMappings {
-            uid: vec![crate::userns::IdMap {
-                container_id: 0,
-                host_id: 1000,
-                size: 1,
-            }],
-            gid: vec![crate::userns::IdMap {
-                container_id: 0,
-                host_id: 1000,
-                size: 1,
-            }],
-            source: crate::userns::MapSource::SingleId {
-                reason: "test".into(),
-            },
+            uid: vec![crate::userns::IdMap { container_id: 0, host_id: 1000, size: 1 }],
+            gid: vec![crate::userns::IdMap { container_id: 0, host_id: 1000, size: 1 }],
+            source: crate::userns::MapSource::SingleId { reason: "test".into() },
             host_uid: 1000,
             host_gid: 1000,
         };
@@ -389,20 +276,11 @@ mod tests {
             args: vec!["true".into()],
             env: vec!["PATH=/bin".into()],
             cwd: "/".into(),
-            user: ResolvedUser {
-                uid: 0,
-                gid: 0,
-                additional_gids: vec![],
-                home: None,
-            },
+            user: ResolvedUser { uid: 0, gid: 0, additional_gids: vec![], home: None },
             hostname: "h".into(),
             tty: false,
             read_only: true,
-            volumes: vec![BindVolume {
-                source: "/src".into(),
-                destination: "/dst".into(),
-                read_only: true,
-            }],
+            volumes: vec![BindVolume { source: "/src".into(), destination: "/dst".into(), read_only: true }],
             network: NetworkMode::None,
             caps: effective_caps(false, &[], &[]),
             privileged: false,
@@ -412,33 +290,12 @@ mod tests {
         let j = serde_json::to_value(&s).unwrap();
         assert_eq!(j["linux"]["maskedPaths"].as_array().unwrap().len(), 13);
         assert!(j["process"]["noNewPrivileges"].as_bool().unwrap());
-        let mounts: Vec<_> = j["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["destination"].as_str().unwrap().to_string())
-            .collect();
+        let mounts: Vec<_> =
+            j["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap().to_string()).collect();
         assert!(mounts.contains(&"/dst".to_string()) && mounts.contains(&"/tmp".to_string()));
         // Single-id map: no gid=5 on devpts.
-        let pts = j["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["destination"] == "/dev/pts")
-            .unwrap();
-        assert!(
-            !pts["options"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|o| o == "gid=5")
-        );
-        assert!(
-            j["linux"]["namespaces"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|n| n["type"] == "network")
-        );
+        let pts = j["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/dev/pts").unwrap();
+        assert!(!pts["options"].as_array().unwrap().iter().any(|o| o == "gid=5"));
+        assert!(j["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
     }
 }

@@ -22,12 +22,7 @@ fn passwd_entries(passwd: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
         if f.len() < 6 || l.starts_with('#') {
             return None;
         }
-        Some(PasswdEntry {
-            name: f[0],
-            uid: f[2].parse().ok()?,
-            gid: f[3].parse().ok()?,
-            home: f[5],
-        })
+        Some(PasswdEntry { name: f[0], uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5] })
     })
 }
 
@@ -37,10 +32,7 @@ fn group_entries(group: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
         if f.len() < 3 || l.starts_with('#') {
             return None;
         }
-        let members = f
-            .get(3)
-            .map(|m| m.split(',').filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default();
+        let members = f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
         Some((f[0], f[2].parse().ok()?, members))
     })
 }
@@ -57,9 +49,7 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
         Err(_) => Some(
             passwd_entries(passwd)
                 .find(|e| e.name == u)
-                .ok_or_else(|| {
-                    format!("unable to find user {u}: no matching entries in passwd file")
-                })?,
+                .ok_or_else(|| format!("unable to find user {u}: no matching entries in passwd file"))?,
         ),
     };
     let uid = match u.parse::<u32>() {
@@ -72,9 +62,7 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
             Err(_) => group_entries(group)
                 .find(|(n, _, _)| *n == g)
                 .map(|(_, gid, _)| gid)
-                .ok_or_else(|| {
-                    format!("unable to find group {g}: no matching entries in group file")
-                })?,
+                .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
         },
         None => entry.as_ref().map(|e| e.gid).unwrap_or(0),
     };
@@ -88,12 +76,7 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
             }
         }
     }
-    Ok(ResolvedUser {
-        uid,
-        gid,
-        additional_gids,
-        home: entry.map(|e| e.home.to_string()),
-    })
+    Ok(ResolvedUser { uid, gid, additional_gids, home: entry.map(|e| e.home.to_string()) })
 }
 
 #[cfg(test)]
@@ -105,25 +88,15 @@ mod tests {
 
     #[test]
     fn resolves_names_numbers_and_groups() {
-        assert_eq!(
-            resolve_user("", PASSWD, GROUP).unwrap().home.as_deref(),
-            Some("/root")
-        );
+        assert_eq!(resolve_user("", PASSWD, GROUP).unwrap().home.as_deref(), Some("/root"));
         let a = resolve_user("alice", PASSWD, GROUP).unwrap();
-        assert_eq!(
-            (a.uid, a.gid, a.additional_gids.clone()),
-            (1000, 1000, vec![10])
-        );
+        assert_eq!((a.uid, a.gid, a.additional_gids.clone()), (1000, 1000, vec![10]));
         let n = resolve_user("1234", PASSWD, GROUP).unwrap();
         assert_eq!((n.uid, n.gid, n.home), (1234, 0, None));
         let ug = resolve_user("1000:1000", PASSWD, GROUP).unwrap();
         assert_eq!((ug.uid, ug.gid), (1000, 1000));
         assert_eq!(resolve_user("alice:staff", PASSWD, GROUP).unwrap().gid, 50);
-        assert!(
-            resolve_user("nobody", PASSWD, GROUP)
-                .unwrap_err()
-                .contains("unable to find user nobody")
-        );
+        assert!(resolve_user("nobody", PASSWD, GROUP).unwrap_err().contains("unable to find user nobody"));
         assert!(resolve_user("0:nogroup", PASSWD, GROUP).is_err());
     }
 }

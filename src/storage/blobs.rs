@@ -12,10 +12,7 @@ use super::{StorageError, Store};
 /// `sha256:<64 hex>` → the hex part, if well formed.
 pub fn digest_hex(d: &str) -> Option<&str> {
     let h = d.strip_prefix("sha256:")?;
-    (h.len() == 64
-        && h.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-    .then_some(h)
+    (h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(h)
 }
 
 /// `sha256:<hex>` of `data`.
@@ -36,10 +33,7 @@ impl Store {
         if path.exists() {
             return Ok(digest);
         }
-        let tmp = self
-            .root
-            .join("blobs/sha256")
-            .join(format!(".tmp-{}", crate::util::id::random_id()));
+        let tmp = self.root.join("blobs/sha256").join(format!(".tmp-{}", crate::util::id::random_id()));
         let r = (|| -> io::Result<()> {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(data)?;
@@ -56,8 +50,7 @@ impl Store {
     /// Reads a blob and checks its digest.
     pub fn get_blob(&self, digest: &str) -> Result<Vec<u8>, StorageError> {
         let path = self.blob_path(digest)?;
-        let data =
-            fs::read(&path).map_err(|e| StorageError::io(format!("reading blob {digest}"), e))?;
+        let data = fs::read(&path).map_err(|e| StorageError::io(format!("reading blob {digest}"), e))?;
         if sha256_digest(&data) != digest {
             return Err(StorageError::Corrupt(format!(
                 "blob {digest} does not match its digest; remove the image and pull or import it again"

@@ -115,9 +115,7 @@ impl ContainerState {
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
 pub fn boot_id() -> Option<String> {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
+    fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
 }
 
 /// Start time of a process (field 22 of /proc/<pid>/stat), if it exists.
@@ -139,8 +137,7 @@ pub fn valid_name(n: &str) -> bool {
     !b.is_empty()
         && b.len() <= 253
         && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 impl Store {
@@ -162,20 +159,15 @@ impl Store {
         }
         let p = self.root.join("names").join(name);
         match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
-            Ok(mut f) => io::Write::write_all(&mut f, id.as_bytes())
-                .map_err(|e| StorageError::io("writing name", e)),
+            Ok(mut f) => io::Write::write_all(&mut f, id.as_bytes()).map_err(|e| StorageError::io("writing name", e)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let owner = fs::read_to_string(&p).unwrap_or_default();
                 // A name left behind by a container that no longer exists is free again.
-                if !owner.is_empty() && !self.container_dir(&owner).join("container.json").exists()
-                {
+                if !owner.is_empty() && !self.container_dir(&owner).join("container.json").exists() {
                     let _ = fs::remove_file(&p);
                     return self.reserve_name(name, id);
                 }
-                Err(StorageError::NameInUse {
-                    name: name.to_string(),
-                    id: owner,
-                })
+                Err(StorageError::NameInUse { name: name.to_string(), id: owner })
             }
             Err(e) => Err(StorageError::io(format!("reserving name {name}"), e)),
         }
@@ -194,8 +186,7 @@ impl Store {
         crate::util::fs::create_dir_all_mode(&dir, 0o700)
             .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
         self.save_state(&rec.id, &ContainerState::created())?;
-        let data =
-            serde_json::to_vec_pretty(rec).map_err(|e| StorageError::Other(e.to_string()))?;
+        let data = serde_json::to_vec_pretty(rec).map_err(|e| StorageError::Other(e.to_string()))?;
         // Written last: a directory without container.json is an incomplete container.
         crate::util::fs::write_atomic(&dir.join("container.json"), &data)
             .map_err(|e| StorageError::io("writing container.json", e))
@@ -204,26 +195,21 @@ impl Store {
     pub fn load_container(&self, id: &str) -> Result<ContainerRecord, StorageError> {
         let p = self.container_dir(id).join("container.json");
         match fs::read(&p) {
-            Ok(d) => serde_json::from_slice(&d)
-                .map_err(|e| StorageError::Corrupt(format!("{}: {e}", p.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(StorageError::ContainerNotFound(id.to_string()))
-            }
+            Ok(d) => serde_json::from_slice(&d).map_err(|e| StorageError::Corrupt(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StorageError::ContainerNotFound(id.to_string())),
             Err(e) => Err(StorageError::io(format!("reading {}", p.display()), e)),
         }
     }
 
     pub fn save_container(&self, rec: &ContainerRecord) -> Result<(), StorageError> {
-        let data =
-            serde_json::to_vec_pretty(rec).map_err(|e| StorageError::Other(e.to_string()))?;
+        let data = serde_json::to_vec_pretty(rec).map_err(|e| StorageError::Other(e.to_string()))?;
         crate::util::fs::write_atomic(&self.container_dir(&rec.id).join("container.json"), &data)
             .map_err(|e| StorageError::io("writing container.json", e))
     }
 
     /// Every complete container record.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>, StorageError> {
-        let rd = fs::read_dir(self.root.join("containers"))
-            .map_err(|e| StorageError::io("listing containers", e))?;
+        let rd = fs::read_dir(self.root.join("containers")).map_err(|e| StorageError::io("listing containers", e))?;
         let mut v = Vec::new();
         for e in rd.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
@@ -251,8 +237,8 @@ impl Store {
             return Ok(r);
         }
         if !input.is_empty() && input.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let rd = fs::read_dir(self.root.join("containers"))
-                .map_err(|e| StorageError::io("listing containers", e))?;
+            let rd =
+                fs::read_dir(self.root.join("containers")).map_err(|e| StorageError::io("listing containers", e))?;
             let hits: Vec<String> = rd
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -270,8 +256,7 @@ impl Store {
     pub fn load_state(&self, id: &str) -> Result<ContainerState, StorageError> {
         let p = self.container_dir(id).join("state.json");
         match fs::read(&p) {
-            Ok(d) => serde_json::from_slice(&d)
-                .map_err(|e| StorageError::Corrupt(format!("{}: {e}", p.display()))),
+            Ok(d) => serde_json::from_slice(&d).map_err(|e| StorageError::Corrupt(format!("{}: {e}", p.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ContainerState::created()),
             Err(e) => Err(StorageError::io(format!("reading {}", p.display()), e)),
         }
@@ -295,11 +280,7 @@ impl Store {
 
     /// Removes a container's record, name, run directory and files. The record goes first so
     /// the container disappears from listings at once even if the file removal is slow.
-    pub fn remove_container(
-        &self,
-        rec: &ContainerRecord,
-        maps: &IdMappings,
-    ) -> Result<(), StorageError> {
+    pub fn remove_container(&self, rec: &ContainerRecord, maps: &IdMappings) -> Result<(), StorageError> {
         let dir = self.container_dir(&rec.id);
         match fs::remove_file(dir.join("container.json")) {
             Ok(()) => {}
@@ -320,10 +301,7 @@ impl Store {
         rd.flatten()
             .map(|e| e.path())
             .filter(|p| !p.join("container.json").exists())
-            .filter(|p| {
-                matches!(lock::try_lock_file(&p.join("lock")), Ok(Some(_)))
-                    || !p.join("lock").exists()
-            })
+            .filter(|p| matches!(lock::try_lock_file(&p.join("lock")), Ok(Some(_))) || !p.join("lock").exists())
             .collect()
     }
 }

@@ -50,17 +50,14 @@ impl Store {
             Ok(None) => Ok(Vec::new()),
             Ok(Some(d)) => serde_json::from_slice::<ImageIndex>(&d)
                 .map(|i| i.images)
-                .map_err(|e| {
-                    StorageError::Corrupt(format!("{}: {e}", self.images_path().display()))
-                }),
+                .map_err(|e| StorageError::Corrupt(format!("{}: {e}", self.images_path().display()))),
             Err(e) => Err(StorageError::io("reading images.json", e)),
         }
     }
 
     /// Replaces the index. Call with the store lock held exclusively.
     pub fn save_images(&self, images: Vec<ImageRecord>) -> Result<(), StorageError> {
-        let data = serde_json::to_vec_pretty(&ImageIndex { images })
-            .map_err(|e| StorageError::Other(e.to_string()))?;
+        let data = serde_json::to_vec_pretty(&ImageIndex { images }).map_err(|e| StorageError::Other(e.to_string()))?;
         crate::util::fs::write_atomic_durable(&self.images_path(), &data)
             .map_err(|e| StorageError::io("writing images.json", e))
     }
@@ -112,8 +109,7 @@ pub fn find_in<'a>(all: &'a [ImageRecord], input: &str) -> Result<&'a ImageRecor
                     i.digest.as_deref() == Some(d.as_str())
                         && i.names.iter().any(|n| {
                             Reference::parse(n).is_ok_and(|nr| {
-                                nr.repository == r.repository
-                                    || nr.repository.ends_with(&format!("/{}", r.repository))
+                                nr.repository == r.repository || nr.repository.ends_with(&format!("/{}", r.repository))
                             })
                         })
                 })
@@ -135,10 +131,7 @@ pub fn find_in<'a>(all: &'a [ImageRecord], input: &str) -> Result<&'a ImageRecor
                     }
                 }
                 let suffix = format!("/{}:{tag}", r.repository);
-                let hits: Vec<_> = all
-                    .iter()
-                    .filter(|i| i.names.iter().any(|n| n.ends_with(&suffix)))
-                    .collect();
+                let hits: Vec<_> = all.iter().filter(|i| i.names.iter().any(|n| n.ends_with(&suffix))).collect();
                 match hits.len() {
                     0 => {}
                     1 => return Ok(hits[0]),
@@ -147,10 +140,7 @@ pub fn find_in<'a>(all: &'a [ImageRecord], input: &str) -> Result<&'a ImageRecor
             }
         }
     }
-    if !id_input.is_empty()
-        && id_input.len() <= 64
-        && id_input.bytes().all(|b| b.is_ascii_hexdigit())
-    {
+    if !id_input.is_empty() && id_input.len() <= 64 && id_input.bytes().all(|b| b.is_ascii_hexdigit()) {
         let hits: Vec<_> = all.iter().filter(|i| i.id.starts_with(id_input)).collect();
         match hits.len() {
             0 => {}
@@ -178,10 +168,7 @@ impl Store {
             .filter_map(|d| d.strip_prefix("sha256:").map(str::to_string))
             .collect();
         let dir = self.root.join("blobs/sha256");
-        for e in fs::read_dir(&dir)
-            .map_err(|e| StorageError::io("listing blobs", e))?
-            .flatten()
-        {
+        for e in fs::read_dir(&dir).map_err(|e| StorageError::io("listing blobs", e))?.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if !used.contains(&n) {
                 let _ = fs::remove_file(e.path());
@@ -212,33 +199,18 @@ mod tests {
     fn lookup_order() {
         let all = vec![
             img("a", &["localhost/bb:latest"]),
-            img(
-                "b",
-                &["docker.io/library/bb:latest", "docker.io/library/bb:1"],
-            ),
+            img("b", &["docker.io/library/bb:latest", "docker.io/library/bb:1"]),
             img("c", &["quay.io/x/only:latest"]),
             img("d", &["quay.io/x/two:latest"]),
             img("e", &["example.com/y/two:latest"]),
         ];
         assert_eq!(find_in(&all, "bb").unwrap().id.as_bytes()[0], b'a');
         assert_eq!(find_in(&all, "bb:1").unwrap().id.as_bytes()[0], b'b');
-        assert_eq!(
-            find_in(&all, "docker.io/bb").unwrap().id.as_bytes()[0],
-            b'b'
-        );
+        assert_eq!(find_in(&all, "docker.io/bb").unwrap().id.as_bytes()[0], b'b');
         assert_eq!(find_in(&all, "only").unwrap().id.as_bytes()[0], b'c');
-        assert!(matches!(
-            find_in(&all, "two"),
-            Err(StorageError::AmbiguousImage(_))
-        ));
+        assert!(matches!(find_in(&all, "two"), Err(StorageError::AmbiguousImage(_))));
         assert_eq!(find_in(&all, "ccc").unwrap().id.as_bytes()[0], b'c');
-        assert!(matches!(
-            find_in(&all, "nosuchimage"),
-            Err(StorageError::ImageNotFound(_))
-        ));
-        assert!(matches!(
-            find_in(&all, "zzz"),
-            Err(StorageError::ImageNotFound(_))
-        ));
+        assert!(matches!(find_in(&all, "nosuchimage"), Err(StorageError::ImageNotFound(_))));
+        assert!(matches!(find_in(&all, "zzz"), Err(StorageError::ImageNotFound(_))));
     }
 }

@@ -50,16 +50,9 @@ impl PendingUnpack {
     }
 
     /// Waits for the helper, checks the diff_id, and moves the layer into the store.
-    pub fn finish(
-        self,
-        store: &Store,
-        maps: &IdMappings,
-        expected: Option<&str>,
-    ) -> Result<LayerRecord, StorageError> {
+    pub fn finish(self, store: &Store, maps: &IdMappings, expected: Option<&str>) -> Result<LayerRecord, StorageError> {
         let PendingUnpack { child, tmp, _guard } = self;
-        let out = child
-            .wait_with_output()
-            .map_err(|e| StorageError::io("waiting for the unpack helper", e));
+        let out = child.wait_with_output().map_err(|e| StorageError::io("waiting for the unpack helper", e));
         let discard = |e: StorageError| {
             let _ = store.remove_tree(&tmp, maps);
             let _ = fs::remove_file(tmp.with_extension("lock"));
@@ -68,27 +61,15 @@ impl PendingUnpack {
         let out = out.map_err(discard)?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr);
-            let line = msg
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("the unpack helper failed");
-            return Err(discard(StorageError::Unpack(
-                line.trim_start_matches("Error: ").to_string(),
-            )));
+            let line = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("the unpack helper failed");
+            return Err(discard(StorageError::Unpack(line.trim_start_matches("Error: ").to_string())));
         }
-        let stats: UnpackStats = serde_json::from_slice(&out.stdout).map_err(|e| {
-            discard(StorageError::Unpack(format!(
-                "bad report from the unpack helper: {e}"
-            )))
-        })?;
+        let stats: UnpackStats = serde_json::from_slice(&out.stdout)
+            .map_err(|e| discard(StorageError::Unpack(format!("bad report from the unpack helper: {e}"))))?;
         if let Some(exp) = expected
             && exp != stats.diff_id
         {
-            return Err(discard(StorageError::DiffIdMismatch {
-                expected: exp.to_string(),
-                actual: stats.diff_id,
-            }));
+            return Err(discard(StorageError::DiffIdMismatch { expected: exp.to_string(), actual: stats.diff_id }));
         }
         let rec = LayerRecord {
             diff_id: stats.diff_id.clone(),
@@ -96,10 +77,8 @@ impl PendingUnpack {
             tar_size: stats.tar_size,
             created: Utc::now(),
         };
-        let json =
-            serde_json::to_vec_pretty(&rec).map_err(|e| StorageError::Other(e.to_string()))?;
-        fs::write(tmp.join("layer.json"), json)
-            .map_err(|e| discard(StorageError::io("writing layer.json", e)))?;
+        let json = serde_json::to_vec_pretty(&rec).map_err(|e| StorageError::Other(e.to_string()))?;
+        fs::write(tmp.join("layer.json"), json).map_err(|e| discard(StorageError::io("writing layer.json", e)))?;
         if stats.squashed_owners > 0 {
             eprintln!(
                 "nook: {} file(s) in layer {} have owners outside the mapped id range; they belong to root in the container",
@@ -118,12 +97,8 @@ impl PendingUnpack {
         {
             let _lock = store.lock(true).map_err(discard)?;
             if !dest.exists() {
-                fs::rename(&tmp, &dest).map_err(|e| {
-                    discard(StorageError::io(
-                        format!("moving layer into {}", dest.display()),
-                        e,
-                    ))
-                })?;
+                fs::rename(&tmp, &dest)
+                    .map_err(|e| discard(StorageError::io(format!("moving layer into {}", dest.display()), e)))?;
                 let _ = fs::remove_file(tmp.with_extension("lock"));
                 return Ok(rec);
             }
@@ -157,22 +132,15 @@ impl Store {
 
     pub fn layer_record(&self, diff_id: &str) -> Result<LayerRecord, StorageError> {
         let p = self.layer_dir(diff_id)?.join("layer.json");
-        let data =
-            fs::read(&p).map_err(|e| StorageError::io(format!("reading {}", p.display()), e))?;
-        serde_json::from_slice(&data)
-            .map_err(|e| StorageError::Corrupt(format!("{}: {e}", p.display())))
+        let data = fs::read(&p).map_err(|e| StorageError::io(format!("reading {}", p.display()), e))?;
+        serde_json::from_slice(&data).map_err(|e| StorageError::Corrupt(format!("{}: {e}", p.display())))
     }
 
     /// Starts unpacking a layer tar stream (plain, gzip or zstd) in the user namespace.
-    pub fn start_unpack(
-        &self,
-        maps: &IdMappings,
-        input: UnpackInput,
-    ) -> Result<PendingUnpack, StorageError> {
+    pub fn start_unpack(&self, maps: &IdMappings, input: UnpackInput) -> Result<PendingUnpack, StorageError> {
         let (tmp, guard) = self.tmp_dir()?;
         let diff = tmp.join("diff");
-        fs::create_dir(&diff)
-            .map_err(|e| StorageError::io(format!("creating {}", diff.display()), e))?;
+        fs::create_dir(&diff).map_err(|e| StorageError::io(format!("creating {}", diff.display()), e))?;
         let mut args = vec![OsString::from("unpack"), diff.into_os_string()];
         if maps.is_single() {
             args.push("--squash-owners".into());
@@ -186,11 +154,7 @@ impl Store {
             c.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
         });
         match child {
-            Ok(child) => Ok(PendingUnpack {
-                child,
-                tmp,
-                _guard: guard,
-            }),
+            Ok(child) => Ok(PendingUnpack { child, tmp, _guard: guard }),
             Err(e) => {
                 let _ = fs::remove_dir_all(&tmp);
                 let _ = fs::remove_file(tmp.with_extension("lock"));
@@ -201,8 +165,7 @@ impl Store {
 
     /// Diff_ids of every layer present.
     pub fn layer_ids(&self) -> Result<Vec<String>, StorageError> {
-        let rd = fs::read_dir(self.root.join("layers"))
-            .map_err(|e| StorageError::io("listing layers", e))?;
+        let rd = fs::read_dir(self.root.join("layers")).map_err(|e| StorageError::io("listing layers", e))?;
         Ok(rd
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(|h| format!("sha256:{h}")))
@@ -211,15 +174,9 @@ impl Store {
     }
 
     /// Removes layers that no image references. Call with the store lock held exclusively.
-    pub fn remove_unreferenced_layers(
-        &self,
-        maps: &IdMappings,
-    ) -> Result<Vec<String>, StorageError> {
-        let used: std::collections::HashSet<String> = self
-            .images()?
-            .into_iter()
-            .flat_map(|i| i.layers.into_iter())
-            .collect();
+    pub fn remove_unreferenced_layers(&self, maps: &IdMappings) -> Result<Vec<String>, StorageError> {
+        let used: std::collections::HashSet<String> =
+            self.images()?.into_iter().flat_map(|i| i.layers.into_iter()).collect();
         let mut removed = Vec::new();
         for id in self.layer_ids()? {
             if used.contains(&id) {
@@ -229,8 +186,7 @@ impl Store {
             // Rename first so that the layer stops being "complete" at once, then delete.
             let (tmp, _g) = self.tmp_dir()?;
             let doomed = tmp.join("layer");
-            fs::rename(&dir, &doomed)
-                .map_err(|e| StorageError::io(format!("removing layer {id}"), e))?;
+            fs::rename(&dir, &doomed).map_err(|e| StorageError::io(format!("removing layer {id}"), e))?;
             self.remove_tree(&tmp, maps)?;
             let _ = fs::remove_file(tmp.with_extension("lock"));
             removed.push(id);

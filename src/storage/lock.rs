@@ -14,11 +14,7 @@ pub enum LockError {
     #[error("cannot open lock file {path}: {source}")]
     Open { path: PathBuf, source: io::Error },
     #[error("timed out after {secs}s waiting for {what} ({path}); another nook command holds it")]
-    Timeout {
-        what: String,
-        path: PathBuf,
-        secs: u64,
-    },
+    Timeout { what: String, path: PathBuf, secs: u64 },
     #[error("locking {path}: {source}")]
     Lock { path: PathBuf, source: io::Error },
 }
@@ -34,54 +30,32 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Locks `path` (created if missing), waiting at most `timeout`. `what` names the lock in
 /// messages ("the storage lock").
-pub fn lock_file(
-    path: &Path,
-    exclusive: bool,
-    timeout: Duration,
-    what: &str,
-) -> Result<LockGuard, LockError> {
+pub fn lock_file(path: &Path, exclusive: bool, timeout: Duration, what: &str) -> Result<LockGuard, LockError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| LockError::Open {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        .map_err(|e| LockError::Open { path: path.to_path_buf(), source: e })?;
     let start = Instant::now();
     let mut delay = Duration::from_micros(500);
     let mut told = false;
     loop {
-        let r = if exclusive {
-            file.try_lock()
-        } else {
-            file.try_lock_shared()
-        };
+        let r = if exclusive { file.try_lock() } else { file.try_lock_shared() };
         match r {
             Ok(()) => return Ok(LockGuard { _file: file }),
             Err(TryLockError::WouldBlock) => {}
             Err(TryLockError::Error(e)) => {
-                return Err(LockError::Lock {
-                    path: path.to_path_buf(),
-                    source: e,
-                });
+                return Err(LockError::Lock { path: path.to_path_buf(), source: e });
             }
         }
         let waited = start.elapsed();
         if waited >= timeout {
-            return Err(LockError::Timeout {
-                what: what.into(),
-                path: path.to_path_buf(),
-                secs: timeout.as_secs(),
-            });
+            return Err(LockError::Timeout { what: what.into(), path: path.to_path_buf(), secs: timeout.as_secs() });
         }
         if !told && waited > Duration::from_secs(3) {
-            eprintln!(
-                "nook: waiting for {what} ({}), held by another nook command",
-                path.display()
-            );
+            eprintln!("nook: waiting for {what} ({}), held by another nook command", path.display());
             told = true;
         }
         std::thread::sleep(delay);
@@ -95,19 +69,13 @@ pub fn try_lock_file(path: &Path) -> Result<Option<LockGuard>, LockError> {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(LockError::Open {
-                path: path.to_path_buf(),
-                source: e,
-            });
+            return Err(LockError::Open { path: path.to_path_buf(), source: e });
         }
     };
     match file.try_lock() {
         Ok(()) => Ok(Some(LockGuard { _file: file })),
         Err(TryLockError::WouldBlock) => Ok(None),
-        Err(TryLockError::Error(e)) => Err(LockError::Lock {
-            path: path.to_path_buf(),
-            source: e,
-        }),
+        Err(TryLockError::Error(e)) => Err(LockError::Lock { path: path.to_path_buf(), source: e }),
     }
 }
 
@@ -120,13 +88,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("l");
         let g = lock_file(&p, true, Duration::from_secs(1), "the test lock").unwrap();
-        let e = lock_file(&p, false, Duration::from_millis(50), "the test lock")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("timed out") && e.contains("the test lock"),
-            "{e}"
-        );
+        let e = lock_file(&p, false, Duration::from_millis(50), "the test lock").unwrap_err().to_string();
+        assert!(e.contains("timed out") && e.contains("the test lock"), "{e}");
         assert!(try_lock_file(&p).unwrap().is_none());
         drop(g);
         let _a = lock_file(&p, false, Duration::from_secs(1), "x").unwrap();

@@ -55,13 +55,9 @@ pub enum StorageError {
     AmbiguousImage(String),
     #[error("{0}: more than one container matches; use a longer ID or the full name")]
     AmbiguousContainer(String),
-    #[error(
-        "the container name {name:?} is already in use by {id}; remove that container or choose another name"
-    )]
+    #[error("the container name {name:?} is already in use by {id}; remove that container or choose another name")]
     NameInUse { name: String, id: String },
-    #[error(
-        "image {image} is in use by container(s) {containers}; remove them first or use --force"
-    )]
+    #[error("image {image} is in use by container(s) {containers}; remove them first or use --force")]
     ImageInUse { image: String, containers: String },
     #[error("invalid digest {0:?}")]
     BadDigest(String),
@@ -77,10 +73,7 @@ pub enum StorageError {
 
 impl StorageError {
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
-        StorageError::Io {
-            what: what.into(),
-            source,
-        }
+        StorageError::Io { what: what.into(), source }
     }
 }
 
@@ -91,33 +84,18 @@ pub struct Store {
     pub runroot: PathBuf,
 }
 
-const SUBDIRS: [&str; 6] = [
-    "blobs/sha256",
-    "layers",
-    "containers",
-    "names",
-    "tmp",
-    "images",
-];
+const SUBDIRS: [&str; 6] = ["blobs/sha256", "layers", "containers", "names", "tmp", "images"];
 
 impl Store {
     /// Opens the store, creating its directories the first time.
     pub fn open(paths: &Paths) -> Result<Store, StorageError> {
-        let store = Store {
-            root: paths.root.clone(),
-            runroot: paths.runroot.clone(),
-        };
+        let store = Store { root: paths.root.clone(), runroot: paths.runroot.clone() };
         if !store.root.join("storage.lock").exists() {
-            crate::util::fs::create_dir_all_mode(&store.root, 0o700).map_err(|e| {
-                StorageError::io(
-                    format!("creating the storage root {}", store.root.display()),
-                    e,
-                )
-            })?;
+            crate::util::fs::create_dir_all_mode(&store.root, 0o700)
+                .map_err(|e| StorageError::io(format!("creating the storage root {}", store.root.display()), e))?;
             for d in SUBDIRS {
-                crate::util::fs::create_dir_all_mode(&store.root.join(d), 0o700).map_err(|e| {
-                    StorageError::io(format!("creating {}", store.root.join(d).display()), e)
-                })?;
+                crate::util::fs::create_dir_all_mode(&store.root.join(d), 0o700)
+                    .map_err(|e| StorageError::io(format!("creating {}", store.root.join(d).display()), e))?;
             }
             fs::OpenOptions::new()
                 .write(true)
@@ -131,26 +109,16 @@ impl Store {
 
     /// The store-wide lock: shared for readers, exclusive for writers. Hold it briefly.
     pub fn lock(&self, exclusive: bool) -> Result<LockGuard, StorageError> {
-        Ok(lock::lock_file(
-            &self.root.join("storage.lock"),
-            exclusive,
-            lock::DEFAULT_LOCK_TIMEOUT,
-            "the storage lock",
-        )?)
+        Ok(lock::lock_file(&self.root.join("storage.lock"), exclusive, lock::DEFAULT_LOCK_TIMEOUT, "the storage lock")?)
     }
 
     /// A fresh private working directory under `tmp/`, locked while the returned guard lives.
     pub fn tmp_dir(&self) -> Result<(PathBuf, LockGuard), StorageError> {
         let name = crate::util::id::random_id();
         let dir = self.root.join("tmp").join(&name[..32]);
-        let guard = lock::lock_file(
-            &dir.with_extension("lock"),
-            true,
-            Duration::from_secs(1),
-            "a temporary directory",
-        )?;
-        fs::create_dir(&dir)
-            .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
+        let guard =
+            lock::lock_file(&dir.with_extension("lock"), true, Duration::from_secs(1), "a temporary directory")?;
+        fs::create_dir(&dir).map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
         Ok((dir, guard))
     }
 
@@ -180,19 +148,9 @@ impl Store {
     pub fn remove_tree(&self, path: &Path, maps: &IdMappings) -> Result<(), StorageError> {
         match unpack::remove_tree(path) {
             Ok(()) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOTEMPTY)
-                ) =>
-            {
-                run_helper(
-                    maps,
-                    &[OsString::from("rmtree"), path.as_os_str().to_owned()],
-                    Stdio::null(),
-                    false,
-                )
-                .map(|_| ())
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOTEMPTY)) => {
+                run_helper(maps, &[OsString::from("rmtree"), path.as_os_str().to_owned()], Stdio::null(), false)
+                    .map(|_| ())
             }
             Err(e) => Err(StorageError::io(format!("removing {}", path.display()), e)),
         }
@@ -201,29 +159,16 @@ impl Store {
 
 /// Runs `nook <op> …` as root of a new user namespace; returns its stdout. A failure carries
 /// the helper's own one-line error.
-pub fn run_helper(
-    maps: &IdMappings,
-    args: &[OsString],
-    stdin: Stdio,
-    mount_ns: bool,
-) -> Result<Vec<u8>, StorageError> {
+pub fn run_helper(maps: &IdMappings, args: &[OsString], stdin: Stdio, mount_ns: bool) -> Result<Vec<u8>, StorageError> {
     let child = crate::userns::spawn_helper(maps, &HelperOp::Nook(args.to_vec()), mount_ns, |c| {
         c.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     })?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| StorageError::io("waiting for the user namespace helper", e))?;
+    let out = child.wait_with_output().map_err(|e| StorageError::io("waiting for the user namespace helper", e))?;
     if out.status.success() {
         Ok(out.stdout)
     } else {
         let msg = String::from_utf8_lossy(&out.stderr);
-        let line = msg
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("helper failed without a message");
-        Err(StorageError::Other(
-            line.trim_start_matches("Error: ").to_string(),
-        ))
+        let line = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("helper failed without a message");
+        Err(StorageError::Other(line.trim_start_matches("Error: ").to_string()))
     }
 }

@@ -132,38 +132,18 @@ pub struct UnpackOptions {
 
 /// Unpacks the (possibly compressed) tar stream `r` into the existing directory `dest`.
 pub fn unpack(r: impl Read, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats, UnpackError> {
-    let root = rustix::fs::open(
-        dest,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| UnpackError::Other(format!("cannot open {}: {e}", dest.display())))?;
-    let hashing = HashingReader {
-        inner: decompressed(r).map_err(UnpackError::Read)?,
-        hasher: Sha256::new(),
-        n: 0,
-    };
+    let root = rustix::fs::open(dest, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| UnpackError::Other(format!("cannot open {}: {e}", dest.display())))?;
+    let hashing = HashingReader { inner: decompressed(r).map_err(UnpackError::Read)?, hasher: Sha256::new(), n: 0 };
     let mut ar = tar::Archive::new(hashing);
-    let mut u = Unpacker {
-        root,
-        opts: opts.clone(),
-        stats: UnpackStats::default(),
-        dirs: Vec::new(),
-        cache: None,
-    };
+    let mut u = Unpacker { root, opts: opts.clone(), stats: UnpackStats::default(), dirs: Vec::new(), cache: None };
     for entry in ar.entries().map_err(UnpackError::Read)? {
         let mut entry = entry.map_err(UnpackError::Read)?;
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
         u.entry(&mut entry, &raw).map_err(|e| match e {
-            EntryError::Refused(why) => UnpackError::Refused {
-                path: shown.clone(),
-                why,
-            },
-            EntryError::Io(source) => UnpackError::Entry {
-                path: shown.clone(),
-                source,
-            },
+            EntryError::Refused(why) => UnpackError::Refused { path: shown.clone(), why },
+            EntryError::Io(source) => UnpackError::Entry { path: shown.clone(), source },
         })?;
     }
     // Drain: the digest covers the whole stream, including tar padding after the last entry.
@@ -225,17 +205,11 @@ impl Unpacker {
                         match open_dir_beneath(&cur, c) {
                             Ok(fd) => cur = fd,
                             Err(rustix::io::Errno::NOENT) => {
-                                rustix::fs::mkdirat(
-                                    &cur,
-                                    name.as_c_str(),
-                                    Mode::from_raw_mode(0o755),
-                                )?;
+                                rustix::fs::mkdirat(&cur, name.as_c_str(), Mode::from_raw_mode(0o755))?;
                                 cur = open_dir_beneath(&cur, c)?;
                             }
                             Err(rustix::io::Errno::XDEV) | Err(rustix::io::Errno::LOOP) => {
-                                return Err(EntryError::Refused(
-                                    "parent path leaves the layer through a symlink",
-                                ));
+                                return Err(EntryError::Refused("parent path leaves the layer through a symlink"));
                             }
                             Err(e) => return Err(e.into()),
                         }
@@ -243,9 +217,7 @@ impl Unpacker {
                     cur
                 }
                 Err(rustix::io::Errno::XDEV) | Err(rustix::io::Errno::LOOP) => {
-                    return Err(EntryError::Refused(
-                        "parent path leaves the layer through a symlink",
-                    ));
+                    return Err(EntryError::Refused("parent path leaves the layer through a symlink"));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -258,20 +230,14 @@ impl Unpacker {
         if self.opts.squash_owners {
             return (0, 0);
         }
-        (
-            u32::try_from(uid).unwrap_or(0),
-            u32::try_from(gid).unwrap_or(0),
-        )
+        (u32::try_from(uid).unwrap_or(0), u32::try_from(gid).unwrap_or(0))
     }
 
     /// chown (without following symlinks); owners outside the mapped range go to root.
     fn chown(&mut self, dir: &OwnedFd, name: &CStr, uid: u64, gid: u64) -> io::Result<()> {
         let (u, g) = self.owner(uid, gid);
         let flags = AtFlags::SYMLINK_NOFOLLOW;
-        let (ru, rg) = (
-            rustix::process::Uid::from_raw(u),
-            rustix::process::Gid::from_raw(g),
-        );
+        let (ru, rg) = (rustix::process::Uid::from_raw(u), rustix::process::Gid::from_raw(g));
         match rustix::fs::chownat(dir, name, Some(ru), Some(rg), flags) {
             Ok(()) => Ok(()),
             Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::PERM) if (u, g) != (0, 0) => {
@@ -289,8 +255,7 @@ impl Unpacker {
             Err(rustix::io::Errno::NOENT) => Ok(()),
             Err(e) => Err(e.into()),
             Ok(st) => {
-                let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode)
-                    == rustix::fs::FileType::Directory;
+                let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
                 if is_dir {
                     if keep_dir {
                         return Ok(());
@@ -320,12 +285,7 @@ impl Unpacker {
 
         // Whiteouts.
         if *last == OPAQUE_MARKER.as_bytes() {
-            rustix::fs::setxattr(
-                proc_fd_path(&dir).as_c_str(),
-                OPAQUE_XATTR,
-                b"y",
-                rustix::fs::XattrFlags::empty(),
-            )?;
+            rustix::fs::setxattr(proc_fd_path(&dir).as_c_str(), OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())?;
             return Ok(());
         }
         if let Some(hidden) = last.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
@@ -334,13 +294,7 @@ impl Unpacker {
             }
             let name = cstr(hidden)?;
             self.clear(&dir, &name, false)?;
-            rustix::fs::mknodat(
-                &dir,
-                name.as_c_str(),
-                rustix::fs::FileType::CharacterDevice,
-                Mode::empty(),
-                0,
-            )?;
+            rustix::fs::mknodat(&dir, name.as_c_str(), rustix::fs::FileType::CharacterDevice, Mode::empty(), 0)?;
             return Ok(());
         }
 
@@ -353,12 +307,7 @@ impl Unpacker {
                     Err(e) => return Err(e.into()),
                 }
                 self.chown(&dir, &name, uid, gid)?;
-                rustix::fs::chmodat(
-                    &dir,
-                    name.as_c_str(),
-                    Mode::from_raw_mode(mode),
-                    AtFlags::empty(),
-                )?;
+                rustix::fs::chmodat(&dir, name.as_c_str(), Mode::from_raw_mode(mode), AtFlags::empty())?;
                 self.dirs.push((join(&comps), mtime));
                 self.cache = None;
             }
@@ -367,11 +316,7 @@ impl Unpacker {
                 let fd = rustix::fs::openat(
                     &dir,
                     name.as_c_str(),
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )?;
                 let mut f = std::fs::File::from(fd);
@@ -383,20 +328,16 @@ impl Unpacker {
                 set_times(f.as_fd(), None, mtime)?;
             }
             tar::EntryType::Symlink => {
-                let target = e
-                    .link_name_bytes()
-                    .ok_or(EntryError::Refused("symlink without a target"))?;
+                let target = e.link_name_bytes().ok_or(EntryError::Refused("symlink without a target"))?;
                 self.clear(&dir, &name, false)?;
                 rustix::fs::symlinkat(cstr(&target)?.as_c_str(), &dir, name.as_c_str())?;
                 self.chown(&dir, &name, uid, gid)?;
                 set_times(dir.as_fd(), Some(&name), mtime)?;
             }
             tar::EntryType::Link => {
-                let target = e
-                    .link_name_bytes()
-                    .ok_or(EntryError::Refused("hardlink without a target"))?;
-                let tcomps = clean_components(&target)
-                    .map_err(|_| EntryError::Refused("hardlink target leaves the layer"))?;
+                let target = e.link_name_bytes().ok_or(EntryError::Refused("hardlink without a target"))?;
+                let tcomps =
+                    clean_components(&target).map_err(|_| EntryError::Refused("hardlink target leaves the layer"))?;
                 let Some((tlast, tparents)) = tcomps.split_last() else {
                     return Err(EntryError::Refused("hardlink to the layer root"));
                 };
@@ -406,9 +347,7 @@ impl Unpacker {
                     match open_dir_beneath(&self.root, &join(tparents)) {
                         Ok(fd) => fd,
                         Err(rustix::io::Errno::XDEV) | Err(rustix::io::Errno::LOOP) => {
-                            return Err(EntryError::Refused(
-                                "hardlink target leaves the layer through a symlink",
-                            ));
+                            return Err(EntryError::Refused("hardlink target leaves the layer through a symlink"));
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -419,30 +358,13 @@ impl Unpacker {
                 }
                 self.clear(&dir, &name, false)?;
                 // No AT_SYMLINK_FOLLOW: a symlink target is linked as the symlink itself.
-                rustix::fs::linkat(
-                    &tdir,
-                    tname.as_c_str(),
-                    &dir,
-                    name.as_c_str(),
-                    AtFlags::empty(),
-                )?;
+                rustix::fs::linkat(&tdir, tname.as_c_str(), &dir, name.as_c_str(), AtFlags::empty())?;
             }
             tar::EntryType::Fifo => {
                 self.clear(&dir, &name, false)?;
-                rustix::fs::mknodat(
-                    &dir,
-                    name.as_c_str(),
-                    rustix::fs::FileType::Fifo,
-                    Mode::from_raw_mode(mode),
-                    0,
-                )?;
+                rustix::fs::mknodat(&dir, name.as_c_str(), rustix::fs::FileType::Fifo, Mode::from_raw_mode(mode), 0)?;
                 self.chown(&dir, &name, uid, gid)?;
-                rustix::fs::chmodat(
-                    &dir,
-                    name.as_c_str(),
-                    Mode::from_raw_mode(mode),
-                    AtFlags::empty(),
-                )?;
+                rustix::fs::chmodat(&dir, name.as_c_str(), Mode::from_raw_mode(mode), AtFlags::empty())?;
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 let major = h.device_major().ok().flatten().unwrap_or(0);
@@ -454,8 +376,7 @@ impl Unpacker {
                     rustix::fs::FileType::BlockDevice
                 };
                 let dev = rustix::fs::makedev(major, minor);
-                match rustix::fs::mknodat(&dir, name.as_c_str(), ft, Mode::from_raw_mode(mode), dev)
-                {
+                match rustix::fs::mknodat(&dir, name.as_c_str(), ft, Mode::from_raw_mode(mode), dev) {
                     Ok(()) => self.chown(&dir, &name, uid, gid)?,
                     // Unprivileged: only 0/0 whiteouts can be made. Podman skips these too.
                     Err(rustix::io::Errno::PERM) => self.stats.skipped_devices += 1,
@@ -487,13 +408,7 @@ impl Unpacker {
 
 fn open_dir_beneath(dir: &OwnedFd, path: &[u8]) -> rustix::io::Result<OwnedFd> {
     let p = CString::new(path).map_err(|_| rustix::io::Errno::INVAL)?;
-    rustix::fs::openat2(
-        dir,
-        p.as_c_str(),
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        BENEATH,
-    )
+    rustix::fs::openat2(dir, p.as_c_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), BENEATH)
 }
 
 /// `/proc/self/fd/N` for an `O_PATH` descriptor (xattr calls do not take one directly).
@@ -504,14 +419,8 @@ fn proc_fd_path(fd: &OwnedFd) -> CString {
 
 fn set_times(fd: std::os::fd::BorrowedFd<'_>, name: Option<&CStr>, mtime: i64) -> io::Result<()> {
     let t = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec {
-            tv_sec: mtime,
-            tv_nsec: 0,
-        },
-        last_modification: rustix::fs::Timespec {
-            tv_sec: mtime,
-            tv_nsec: 0,
-        },
+        last_access: rustix::fs::Timespec { tv_sec: mtime, tv_nsec: 0 },
+        last_modification: rustix::fs::Timespec { tv_sec: mtime, tv_nsec: 0 },
     };
     let r = match name {
         Some(n) => rustix::fs::utimensat(fd, n, &t, AtFlags::SYMLINK_NOFOLLOW),
@@ -519,8 +428,7 @@ fn set_times(fd: std::os::fd::BorrowedFd<'_>, name: Option<&CStr>, mtime: i64) -
             // O_PATH descriptors: go through /proc.
             Err(rustix::io::Errno::BADF) => {
                 use std::os::fd::AsRawFd;
-                let p =
-                    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default();
+                let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default();
                 rustix::fs::utimensat(rustix::fs::CWD, p.as_c_str(), &t, AtFlags::empty())
             }
             r => r,
@@ -549,18 +457,12 @@ fn remove_dir_contents_fd(fd: &OwnedFd) -> io::Result<()> {
         if n == c"." || n == c".." {
             continue;
         }
-        names.push((
-            n.to_owned(),
-            ent.file_type() == rustix::fs::FileType::Directory,
-        ));
+        names.push((n.to_owned(), ent.file_type() == rustix::fs::FileType::Directory));
     }
     for (n, is_dir) in names {
         let is_dir = is_dir
             || rustix::fs::statat(fd, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
-                .map(|s| {
-                    rustix::fs::FileType::from_raw_mode(s.st_mode)
-                        == rustix::fs::FileType::Directory
-                })
+                .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Directory)
                 .unwrap_or(false);
         if is_dir {
             let sub = rustix::fs::openat(
@@ -573,12 +475,7 @@ fn remove_dir_contents_fd(fd: &OwnedFd) -> io::Result<()> {
                 Ok(sub) => remove_dir_contents_fd(&sub)?,
                 Err(rustix::io::Errno::ACCESS) => {
                     // A mode-000 directory (overlay's work/work): we own it, so open it up.
-                    rustix::fs::chmodat(
-                        fd,
-                        n.as_c_str(),
-                        Mode::from_raw_mode(0o700),
-                        AtFlags::empty(),
-                    )?;
+                    rustix::fs::chmodat(fd, n.as_c_str(), Mode::from_raw_mode(0o700), AtFlags::empty())?;
                     let sub = rustix::fs::openat(
                         fd,
                         n.as_c_str(),
@@ -601,16 +498,9 @@ fn remove_dir_contents_fd(fd: &OwnedFd) -> io::Result<()> {
 pub fn remove_tree(path: &Path) -> io::Result<()> {
     let parent = path.parent().unwrap_or_else(|| Path::new("/"));
     let Some(name) = path.file_name() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "refusing to remove a root path",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to remove a root path"));
     };
-    let pfd = match rustix::fs::open(
-        parent,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    let pfd = match rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -619,23 +509,11 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     match rustix::fs::statat(&pfd, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
         Err(rustix::io::Errno::NOENT) => Ok(()),
         Err(e) => Err(e.into()),
-        Ok(st)
-            if rustix::fs::FileType::from_raw_mode(st.st_mode)
-                == rustix::fs::FileType::Directory =>
-        {
-            let pdir = rustix::fs::open(
-                parent,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
+        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory => {
+            let pdir = rustix::fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
             match remove_dir_contents_at(&pdir, name.as_c_str()) {
                 Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
-                    rustix::fs::chmodat(
-                        &pdir,
-                        name.as_c_str(),
-                        Mode::from_raw_mode(0o700),
-                        AtFlags::empty(),
-                    )?;
+                    rustix::fs::chmodat(&pdir, name.as_c_str(), Mode::from_raw_mode(0o700), AtFlags::empty())?;
                     remove_dir_contents_at(&pdir, name.as_c_str())?;
                 }
                 r => r?,
@@ -656,11 +534,7 @@ mod tests {
         for (path, kind, data, link) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
-            h.set_mode(if *kind == tar::EntryType::Directory {
-                0o755
-            } else {
-                0o644
-            });
+            h.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
             h.set_size(data.len() as u64);
             h.set_mtime(1_700_000_000);
             let uid = rustix::process::getuid().as_raw() as u64;
@@ -680,9 +554,7 @@ mod tests {
 
     fn opts() -> UnpackOptions {
         // Tests run unprivileged outside a namespace: owners stay the caller's.
-        UnpackOptions {
-            squash_owners: false,
-        }
+        UnpackOptions { squash_owners: false }
     }
 
     #[test]
@@ -697,28 +569,16 @@ mod tests {
         ]);
         let st = unpack(&t[..], d.path(), &opts()).unwrap();
         assert_eq!(std::fs::read(d.path().join("a/f")).unwrap(), b"hello");
-        assert_eq!(
-            std::fs::read_link(d.path().join("a/l")).unwrap(),
-            Path::new("f")
-        );
+        assert_eq!(std::fs::read_link(d.path().join("a/l")).unwrap(), Path::new("f"));
         assert_eq!(
             std::fs::metadata(d.path().join("a/h")).unwrap().ino(),
             std::fs::metadata(d.path().join("a/f")).unwrap().ino()
         );
         assert_eq!(std::fs::read(d.path().join("b/c/deep")).unwrap(), b"x");
-        assert_eq!(
-            st.diff_id,
-            format!("sha256:{}", hex::encode(Sha256::digest(&t)))
-        );
+        assert_eq!(st.diff_id, format!("sha256:{}", hex::encode(Sha256::digest(&t))));
         assert_eq!(st.tar_size, t.len() as u64);
-        assert_eq!(
-            std::fs::metadata(d.path().join("a/f")).unwrap().mtime(),
-            1_700_000_000
-        );
-        assert_eq!(
-            std::fs::metadata(d.path().join("a")).unwrap().mtime(),
-            1_700_000_000
-        );
+        assert_eq!(std::fs::metadata(d.path().join("a/f")).unwrap().mtime(), 1_700_000_000);
+        assert_eq!(std::fs::metadata(d.path().join("a")).unwrap().mtime(), 1_700_000_000);
     }
 
     #[test]
@@ -733,35 +593,21 @@ mod tests {
             let st = unpack(&data[..], d.path(), &opts()).unwrap();
             assert_eq!(std::fs::read(d.path().join("f")).unwrap(), b"data");
             // The diff_id is the digest of the *uncompressed* tar.
-            assert_eq!(
-                st.diff_id,
-                format!("sha256:{}", hex::encode(Sha256::digest(&t)))
-            );
+            assert_eq!(st.diff_id, format!("sha256:{}", hex::encode(Sha256::digest(&t))));
         }
     }
 
-    fn refused(
-        entries: &[(&str, tar::EntryType, &[u8], Option<&str>)],
-    ) -> (String, tempfile::TempDir) {
+    fn refused(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> (String, tempfile::TempDir) {
         let outer = tempfile::tempdir().unwrap();
         let dest = outer.path().join("layer");
         std::fs::create_dir(&dest).unwrap();
-        let err = unpack(&tar_of(entries)[..], &dest, &opts())
-            .unwrap_err()
-            .to_string();
+        let err = unpack(&tar_of(entries)[..], &dest, &opts()).unwrap_err().to_string();
         (err, outer)
     }
 
     fn only_layer_dir(outer: &Path) {
-        let names: Vec<_> = std::fs::read_dir(outer)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            names,
-            vec![std::ffi::OsString::from("layer")],
-            "something was written outside the layer"
-        );
+        let names: Vec<_> = std::fs::read_dir(outer).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("layer")], "something was written outside the layer");
     }
 
     #[test]
@@ -807,29 +653,14 @@ mod tests {
         let dest = outer.path().join("layer");
         std::fs::create_dir(&dest).unwrap();
         let t = tar_of(&[("h", tar::EntryType::Link, b"", Some("../secret"))]);
-        assert!(
-            unpack(&t[..], &dest, &opts())
-                .unwrap_err()
-                .to_string()
-                .contains("leaves the layer")
-        );
+        assert!(unpack(&t[..], &dest, &opts()).unwrap_err().to_string().contains("leaves the layer"));
         let t = tar_of(&[("h", tar::EntryType::Link, b"", Some("/etc/passwd"))]);
-        assert!(
-            unpack(&t[..], &dest, &opts())
-                .unwrap_err()
-                .to_string()
-                .contains("leaves the layer")
-        );
+        assert!(unpack(&t[..], &dest, &opts()).unwrap_err().to_string().contains("leaves the layer"));
         let t = tar_of(&[
             ("up", tar::EntryType::Symlink, b"", Some("..")),
             ("h", tar::EntryType::Link, b"", Some("up/secret")),
         ]);
-        assert!(
-            unpack(&t[..], &dest, &opts())
-                .unwrap_err()
-                .to_string()
-                .contains("symlink")
-        );
+        assert!(unpack(&t[..], &dest, &opts()).unwrap_err().to_string().contains("symlink"));
         assert!(!dest.join("h").exists());
     }
 
@@ -841,12 +672,7 @@ mod tests {
         let victim = outer.path().join("victim");
         std::fs::write(&victim, b"keep").unwrap();
         let t = tar_of(&[
-            (
-                "f",
-                tar::EntryType::Symlink,
-                b"",
-                Some(victim.to_str().unwrap()),
-            ),
+            ("f", tar::EntryType::Symlink, b"", Some(victim.to_str().unwrap())),
             ("f", tar::EntryType::Regular, b"new", None),
         ]);
         unpack(&t[..], &dest, &opts()).unwrap();
@@ -869,16 +695,13 @@ mod tests {
                 assert!(md.file_type().is_char_device());
                 assert_eq!(md.rdev(), 0);
                 let mut buf = [0u8; 4];
-                let n =
-                    rustix::fs::getxattr(d.path().join("dir").as_path(), OPAQUE_XATTR, &mut buf)
-                        .unwrap();
+                let n = rustix::fs::getxattr(d.path().join("dir").as_path(), OPAQUE_XATTR, &mut buf).unwrap();
                 assert_eq!(&buf[..n], b"y");
                 assert!(!d.path().join("dir/.wh..wh..opq").exists());
             }
             // Outside a user namespace an unprivileged user cannot mknod even 0/0 whiteouts;
             // the integration tests cover this path inside one.
-            Err(UnpackError::Entry { source, .. })
-                if source.kind() == io::ErrorKind::PermissionDenied => {}
+            Err(UnpackError::Entry { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {}
             Err(e) => panic!("{e}"),
         }
     }
@@ -897,14 +720,7 @@ mod tests {
         b.append(&h, &b"x"[..]).unwrap();
         let t = b.into_inner().unwrap();
         unpack(&t[..], d.path(), &opts()).unwrap();
-        assert_eq!(
-            std::fs::metadata(d.path().join("su"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o7777,
-            0o4755
-        );
+        assert_eq!(std::fs::metadata(d.path().join("su")).unwrap().permissions().mode() & 0o7777, 0o4755);
     }
 
     #[test]

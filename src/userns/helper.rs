@@ -36,16 +36,10 @@ pub fn spawn_helper(
     mount_ns: bool,
     configure: impl FnOnce(&mut Command),
 ) -> Result<Child, UsernsError> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
-        UsernsError::Spawn {
-            what: "sync pipe".into(),
-            source: e.into(),
-        }
-    })?;
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| UsernsError::Spawn { what: "sync pipe".into(), source: e.into() })?;
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("nook")
-        .arg("__userns")
-        .arg(r.as_raw_fd().to_string());
+    cmd.arg0("nook").arg("__userns").arg(r.as_raw_fd().to_string());
     match op {
         HelperOp::Exec(args) => cmd.arg("exec").args(args),
         HelperOp::Nook(args) => cmd.arg("nook").args(args),
@@ -79,10 +73,7 @@ pub fn spawn_helper(
         let _ = child.wait();
         return Err(e);
     }
-    rustix::io::write(&w, b"1").map_err(|e| UsernsError::Spawn {
-        what: "sync pipe".into(),
-        source: e.into(),
-    })?;
+    rustix::io::write(&w, b"1").map_err(|e| UsernsError::Spawn { what: "sync pipe".into(), source: e.into() })?;
     Ok(child)
 }
 
@@ -95,10 +86,8 @@ pub fn helper_main(args: &[OsString]) -> Result<Vec<OsString>, UsernsError> {
     };
     let rest = &args[2..];
     if sync != "-" {
-        let fd: i32 = sync
-            .to_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| UsernsError::Helper("bad sync fd".into()))?;
+        let fd: i32 =
+            sync.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| UsernsError::Helper("bad sync fd".into()))?;
         // SAFETY: the fd number was handed to us by our parent, which kept it open for us and
         // cleared its close-on-exec flag; nothing else in this fresh process owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -107,9 +96,7 @@ pub fn helper_main(args: &[OsString]) -> Result<Vec<OsString>, UsernsError> {
         match rustix::io::read(&fd, &mut b) {
             Ok(1) => {}
             _ => {
-                return Err(UsernsError::Helper(
-                    "the parent could not write the uid/gid maps".into(),
-                ));
+                return Err(UsernsError::Helper("the parent could not write the uid/gid maps".into()));
             }
         }
         drop(fd);
@@ -135,17 +122,11 @@ pub fn helper_main(args: &[OsString]) -> Result<Vec<OsString>, UsernsError> {
 
 fn wait_readable(fd: &OwnedFd, timeout_ms: i32, what: &str) -> Result<(), UsernsError> {
     let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-    let ts = rustix::time::Timespec {
-        tv_sec: i64::from(timeout_ms / 1000),
-        tv_nsec: 0,
-    };
+    let ts = rustix::time::Timespec { tv_sec: i64::from(timeout_ms / 1000), tv_nsec: 0 };
     loop {
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(0) => {
-                return Err(UsernsError::Helper(format!(
-                    "timed out after {}s waiting for {what}",
-                    timeout_ms / 1000
-                )));
+                return Err(UsernsError::Helper(format!("timed out after {}s waiting for {what}", timeout_ms / 1000)));
             }
             Ok(_) => return Ok(()),
             Err(rustix::io::Errno::INTR) => continue,
@@ -155,34 +136,20 @@ fn wait_readable(fd: &OwnedFd, timeout_ms: i32, what: &str) -> Result<(), Userns
 }
 
 fn cstrings(argv: &[OsString]) -> Vec<CString> {
-    argv.iter()
-        .map(|a| CString::new(a.as_bytes()).unwrap_or_else(|_| c"?".to_owned()))
-        .collect()
+    argv.iter().map(|a| CString::new(a.as_bytes()).unwrap_or_else(|_| c"?".to_owned())).collect()
 }
 
 /// execvp; returns only on failure.
 fn exec(argv: &[OsString], search: bool) -> UsernsError {
     let c = cstrings(argv);
-    let err = if search {
-        nix::unistd::execvp(&c[0], &c).err()
-    } else {
-        nix::unistd::execv(&c[0], &c).err()
-    };
-    let e = err
-        .map(io::Error::from)
-        .unwrap_or_else(io::Error::last_os_error);
-    UsernsError::Exec {
-        cmd: argv[0].to_string_lossy().into_owned(),
-        source: e,
-    }
+    let err = if search { nix::unistd::execvp(&c[0], &c).err() } else { nix::unistd::execv(&c[0], &c).err() };
+    let e = err.map(io::Error::from).unwrap_or_else(io::Error::last_os_error);
+    UsernsError::Exec { cmd: argv[0].to_string_lossy().into_owned(), source: e }
 }
 
 fn exec_path(path: &[u8], argv: &[OsString]) -> UsernsError {
     let c = cstrings(argv);
     let p = CString::new(path).unwrap_or_else(|_| c"/proc/self/exe".to_owned());
-    let e = nix::unistd::execv(&p, &c)
-        .err()
-        .map(io::Error::from)
-        .unwrap_or_else(io::Error::last_os_error);
+    let e = nix::unistd::execv(&p, &c).err().map(io::Error::from).unwrap_or_else(io::Error::last_os_error);
     UsernsError::Helper(format!("cannot re-execute nook: {e}"))
 }

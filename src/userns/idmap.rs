@@ -21,10 +21,7 @@ pub struct IdMap {
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum MapSource {
     /// The caller's ranges in /etc/subuid and /etc/subgid, written by newuidmap/newgidmap.
-    SubIds {
-        newuidmap: PathBuf,
-        newgidmap: PathBuf,
-    },
+    SubIds { newuidmap: PathBuf, newgidmap: PathBuf },
     /// Only the caller's own id is mapped (to root), with the reason.
     SingleId { reason: String },
 }
@@ -50,16 +47,8 @@ impl IdMappings {
 
     fn for_user(uid: u32, gid: u32, subuid: &Path, subgid: &Path) -> IdMappings {
         let single = |reason: String| IdMappings {
-            uid: vec![IdMap {
-                container_id: 0,
-                host_id: uid,
-                size: 1,
-            }],
-            gid: vec![IdMap {
-                container_id: 0,
-                host_id: gid,
-                size: 1,
-            }],
+            uid: vec![IdMap { container_id: 0, host_id: uid, size: 1 }],
+            gid: vec![IdMap { container_id: 0, host_id: gid, size: 1 }],
             source: MapSource::SingleId { reason },
             host_uid: uid,
             host_gid: gid,
@@ -82,10 +71,7 @@ impl IdMappings {
         let mut name: Option<String> = None;
         let mut lookup_name = || -> Option<String> {
             if name.is_none() {
-                name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name);
+                name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
             }
             name.clone()
         };
@@ -105,20 +91,13 @@ impl IdMappings {
                 missing.display()
             ));
         }
-        let (Some(newuidmap), Some(newgidmap)) =
-            (find_in_path("newuidmap"), find_in_path("newgidmap"))
-        else {
-            return single(
-                "newuidmap/newgidmap are not installed (Debian/Ubuntu: apt install uidmap)".into(),
-            );
+        let (Some(newuidmap), Some(newgidmap)) = (find_in_path("newuidmap"), find_in_path("newgidmap")) else {
+            return single("newuidmap/newgidmap are not installed (Debian/Ubuntu: apt install uidmap)".into());
         };
         IdMappings {
             uid: ranges_to_map(uid, &uranges),
             gid: ranges_to_map(gid, &granges),
-            source: MapSource::SubIds {
-                newuidmap,
-                newgidmap,
-            },
+            source: MapSource::SubIds { newuidmap, newgidmap },
             host_uid: uid,
             host_gid: gid,
         }
@@ -136,36 +115,23 @@ impl IdMappings {
     /// True when container id `id` is mapped for uids (`gid == false`) or gids.
     pub fn maps(&self, id: u32, gid: bool) -> bool {
         let m = if gid { &self.gid } else { &self.uid };
-        m.iter().any(|e| {
-            id >= e.container_id && u64::from(id) < u64::from(e.container_id) + u64::from(e.size)
-        })
+        m.iter().any(|e| id >= e.container_id && u64::from(id) < u64::from(e.container_id) + u64::from(e.size))
     }
 
     /// The host id for container id `id`, if mapped.
     pub fn to_host(&self, id: u32, gid: bool) -> Option<u32> {
         let m = if gid { &self.gid } else { &self.uid };
         m.iter()
-            .find(|e| {
-                id >= e.container_id
-                    && u64::from(id) < u64::from(e.container_id) + u64::from(e.size)
-            })
+            .find(|e| id >= e.container_id && u64::from(id) < u64::from(e.container_id) + u64::from(e.size))
             .map(|e| e.host_id + (id - e.container_id))
     }
 }
 
 fn ranges_to_map(own: u32, ranges: &[SubIdRange]) -> Vec<IdMap> {
-    let mut v = vec![IdMap {
-        container_id: 0,
-        host_id: own,
-        size: 1,
-    }];
+    let mut v = vec![IdMap { container_id: 0, host_id: own, size: 1 }];
     let mut next: u32 = 1;
     for r in ranges {
-        v.push(IdMap {
-            container_id: next,
-            host_id: r.start,
-            size: r.count,
-        });
+        v.push(IdMap { container_id: next, host_id: r.start, size: r.count });
         match next.checked_add(r.count) {
             Some(n) => next = n,
             None => break,
@@ -178,11 +144,7 @@ fn ranges_to_map(own: u32, ranges: &[SubIdRange]) -> Vec<IdMap> {
 pub fn find_in_path(prog: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(
-            ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
-                .iter()
-                .map(PathBuf::from),
-        )
+        .chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].iter().map(PathBuf::from))
         .map(|d| d.join(prog))
         .find(|p| is_executable(p))
 }
@@ -192,25 +154,14 @@ fn is_executable(p: &Path) -> bool {
 }
 
 fn map_args(m: &[IdMap]) -> Vec<String> {
-    m.iter()
-        .flat_map(|e| {
-            [
-                e.container_id.to_string(),
-                e.host_id.to_string(),
-                e.size.to_string(),
-            ]
-        })
-        .collect()
+    m.iter().flat_map(|e| [e.container_id.to_string(), e.host_id.to_string(), e.size.to_string()]).collect()
 }
 
 /// Writes the uid and gid maps of process `pid`, which must have just entered a new user
 /// namespace and be waiting. With subordinate ids, newuidmap and newgidmap run in parallel.
 pub fn write_maps(pid: i32, m: &IdMappings) -> Result<(), UsernsError> {
     match &m.source {
-        MapSource::SubIds {
-            newuidmap,
-            newgidmap,
-        } => {
+        MapSource::SubIds { newuidmap, newgidmap } => {
             let spawn = |tool: &Path, maps: &[IdMap]| {
                 Command::new(tool)
                     .arg(pid.to_string())
@@ -219,24 +170,16 @@ pub fn write_maps(pid: i32, m: &IdMappings) -> Result<(), UsernsError> {
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
                     .spawn()
-                    .map_err(|e| UsernsError::Spawn {
-                        what: tool.display().to_string(),
-                        source: e,
-                    })
+                    .map_err(|e| UsernsError::Spawn { what: tool.display().to_string(), source: e })
             };
             let u = spawn(newuidmap, &m.uid)?;
             let g = spawn(newgidmap, &m.gid);
             let uo = u.wait_with_output();
             let go = g?.wait_with_output();
             for (tool, out) in [(newuidmap, uo), (newgidmap, go)] {
-                let out = out.map_err(|e| UsernsError::Spawn {
-                    what: tool.display().to_string(),
-                    source: e,
-                })?;
+                let out = out.map_err(|e| UsernsError::Spawn { what: tool.display().to_string(), source: e })?;
                 if !out.status.success() {
-                    let msg = String::from_utf8_lossy(&out.stderr)
-                        .trim()
-                        .replace('\n', "; ");
+                    let msg = String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; ");
                     return Err(UsernsError::MapTool {
                         tool: tool.display().to_string(),
                         pid,
@@ -258,11 +201,8 @@ pub fn write_maps(pid: i32, m: &IdMappings) -> Result<(), UsernsError> {
                 })
             };
             w("setgroups", "deny".into())?;
-            let line = |v: &[IdMap]| {
-                v.iter()
-                    .map(|e| format!("{} {} {}\n", e.container_id, e.host_id, e.size))
-                    .collect()
-            };
+            let line =
+                |v: &[IdMap]| v.iter().map(|e| format!("{} {} {}\n", e.container_id, e.host_id, e.size)).collect();
             w("uid_map", line(&m.uid))?;
             w("gid_map", line(&m.gid))
         }
@@ -275,37 +215,14 @@ mod tests {
 
     #[test]
     fn maps_root_then_ranges() {
-        let m = ranges_to_map(
-            1000,
-            &[
-                SubIdRange {
-                    start: 100000,
-                    count: 65536,
-                },
-                SubIdRange {
-                    start: 300000,
-                    count: 10,
-                },
-            ],
-        );
+        let m =
+            ranges_to_map(1000, &[SubIdRange { start: 100000, count: 65536 }, SubIdRange { start: 300000, count: 10 }]);
         assert_eq!(
             m,
             vec![
-                IdMap {
-                    container_id: 0,
-                    host_id: 1000,
-                    size: 1
-                },
-                IdMap {
-                    container_id: 1,
-                    host_id: 100000,
-                    size: 65536
-                },
-                IdMap {
-                    container_id: 65537,
-                    host_id: 300000,
-                    size: 10
-                },
+                IdMap { container_id: 0, host_id: 1000, size: 1 },
+                IdMap { container_id: 1, host_id: 100000, size: 65536 },
+                IdMap { container_id: 65537, host_id: 300000, size: 10 },
             ]
         );
     }
@@ -319,14 +236,7 @@ mod tests {
         fs::write(&sg, "someoneelse:100000:65536\n").unwrap();
         let m = IdMappings::for_user(4242, 4242, &su, &sg);
         assert!(m.is_single());
-        assert_eq!(
-            m.uid,
-            vec![IdMap {
-                container_id: 0,
-                host_id: 4242,
-                size: 1
-            }]
-        );
+        assert_eq!(m.uid, vec![IdMap { container_id: 0, host_id: 4242, size: 1 }]);
         match &m.source {
             MapSource::SingleId { reason } => assert!(reason.contains("no entry"), "{reason}"),
             other => panic!("{other:?}"),

@@ -18,16 +18,9 @@ pub enum UsernsError {
     #[error("{tool} failed for pid {pid}: {msg}")]
     MapTool { tool: String, pid: i32, msg: String },
     #[error("cannot write {what} for pid {pid}: {source}")]
-    MapWrite {
-        what: &'static str,
-        pid: i32,
-        source: std::io::Error,
-    },
+    MapWrite { what: &'static str, pid: i32, source: std::io::Error },
     #[error("cannot start {what}: {source}")]
-    Spawn {
-        what: String,
-        source: std::io::Error,
-    },
+    Spawn { what: String, source: std::io::Error },
     #[error("cannot run {cmd}: {source}")]
     Exec { cmd: String, source: std::io::Error },
     #[error("user namespace helper: {0}")]
@@ -38,9 +31,7 @@ impl UsernsError {
     /// podman's codes for a command that cannot be run: 127 not found, 126 not executable.
     pub fn exit_code(&self) -> i32 {
         match self {
-            UsernsError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                127
-            }
+            UsernsError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 127,
             UsernsError::Exec { .. } => 126,
             _ => 125,
         }

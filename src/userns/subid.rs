@@ -18,15 +18,13 @@ pub fn parse_subid(content: &str, name: Option<&str>, id: u32) -> Vec<SubIdRange
             continue;
         }
         let mut parts = line.split(':');
-        let (Some(who), Some(start), Some(count)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(who), Some(start), Some(count)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
         if who != id_s && Some(who) != name {
             continue;
         }
-        let (Ok(start), Ok(count)) = (start.trim().parse::<u32>(), count.trim().parse::<u32>())
-        else {
+        let (Ok(start), Ok(count)) = (start.trim().parse::<u32>(), count.trim().parse::<u32>()) else {
             continue;
         };
         if count == 0 || start.checked_add(count).is_none() {
@@ -46,24 +44,9 @@ mod tests {
         let f = "alice:100000:65536\n# comment\nbob:200000:1000\n1001:300000:10\nbad line\nalice:400000:5\n";
         assert_eq!(
             parse_subid(f, Some("alice"), 1000),
-            vec![
-                SubIdRange {
-                    start: 100000,
-                    count: 65536
-                },
-                SubIdRange {
-                    start: 400000,
-                    count: 5
-                }
-            ]
+            vec![SubIdRange { start: 100000, count: 65536 }, SubIdRange { start: 400000, count: 5 }]
         );
-        assert_eq!(
-            parse_subid(f, Some("carol"), 1001),
-            vec![SubIdRange {
-                start: 300000,
-                count: 10
-            }]
-        );
+        assert_eq!(parse_subid(f, Some("carol"), 1001), vec![SubIdRange { start: 300000, count: 10 }]);
         assert!(parse_subid(f, Some("dave"), 5).is_empty());
     }
 

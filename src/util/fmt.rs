@@ -25,11 +25,7 @@ fn g3(v: f64) -> String {
     let s = format!("{v:.decimals$}");
     // Rounding can carry into a new digit (999.5 -> "1000"); that is what %.3g prints as 1e+03,
     // podman shows "1e+03 kB" there; we keep the plain digits, which reads better.
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 /// go-units `HumanDuration`, as podman uses for CREATED / STATUS columns ("2 hours ago").
@@ -83,9 +79,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Self {
-        Table {
-            rows: vec![header.iter().map(|s| s.to_string()).collect()],
-        }
+        Table { rows: vec![header.iter().map(|s| s.to_string()).collect()] }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {

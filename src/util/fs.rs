@@ -14,17 +14,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 /// As [`write_atomic`], with an explicit file mode.
 pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
     f.write_all(data)?;
     drop(f);
     fs::rename(&tmp, path).inspect_err(|_| {
@@ -35,17 +27,9 @@ pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> 
 /// As [`write_atomic`], and fsyncs the file and directory so the content survives a crash.
 pub fn write_atomic_durable(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)?;
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     drop(f);
@@ -65,10 +49,7 @@ pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
 /// Creates `path` and its parents with `mode` (subject to umask) for the new directories.
 pub fn create_dir_all_mode(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(path)
+    fs::DirBuilder::new().recursive(true).mode(mode).create(path)
 }
 
 #[cfg(test)]
@@ -82,11 +63,7 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            fs::read_dir(d.path()).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left");
         assert_eq!(read_optional(&d.path().join("missing")).unwrap(), None);
     }
 }

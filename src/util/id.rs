@@ -161,10 +161,7 @@ mod tests {
         let a = random_id();
         let b = random_id();
         assert_eq!(a.len(), 64);
-        assert!(
-            a.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        );
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
     }
 

@@ -41,9 +41,7 @@ impl DriverKind {
         match s {
             "overlay" | "overlay2" => Ok(DriverKind::Overlay),
             "vfs" => Ok(DriverKind::Vfs),
-            other => Err(StorageError::Other(format!(
-                "unknown storage driver {other:?} (choose overlay or vfs)"
-            ))),
+            other => Err(StorageError::Other(format!("unknown storage driver {other:?} (choose overlay or vfs)"))),
         }
     }
 }
@@ -64,25 +62,15 @@ struct ProbeCache {
 }
 
 fn kernel_release() -> String {
-    rustix::system::uname()
-        .release()
-        .to_string_lossy()
-        .into_owned()
+    rustix::system::uname().release().to_string_lossy().into_owned()
 }
 
 /// Picks the driver: an explicit request wins; otherwise kernel overlay when a probe (run once
 /// per kernel and cached in the store) shows it works, else vfs.
-pub fn choose(
-    store: &Store,
-    maps: &IdMappings,
-    requested: Option<&str>,
-) -> Result<DriverChoice, StorageError> {
+pub fn choose(store: &Store, maps: &IdMappings, requested: Option<&str>) -> Result<DriverChoice, StorageError> {
     if let Some(r) = requested {
         let kind = DriverKind::parse(r)?;
-        return Ok(DriverChoice {
-            kind,
-            reason: "requested".into(),
-        });
+        return Ok(DriverChoice { kind, reason: "requested".into() });
     }
     let cache_path = store.root.join("driver-probe.json");
     let kernel = kernel_release();
@@ -94,17 +82,10 @@ pub fn choose(
         Some(c) => c,
         None => {
             let (overlay, detail) = match run_probe(store, maps) {
-                Ok(()) => (
-                    true,
-                    "kernel overlay with userxattr works in a user namespace".to_string(),
-                ),
+                Ok(()) => (true, "kernel overlay with userxattr works in a user namespace".to_string()),
                 Err(e) => (false, e.to_string()),
             };
-            let c = ProbeCache {
-                kernel,
-                overlay,
-                detail,
-            };
+            let c = ProbeCache { kernel, overlay, detail };
             if let Ok(d) = serde_json::to_vec_pretty(&c) {
                 let _ = crate::util::fs::write_atomic(&cache_path, &d);
             }
@@ -112,32 +93,18 @@ pub fn choose(
         }
     };
     Ok(if probe.overlay {
-        DriverChoice {
-            kind: DriverKind::Overlay,
-            reason: probe.detail,
-        }
+        DriverChoice { kind: DriverKind::Overlay, reason: probe.detail }
     } else {
         DriverChoice {
             kind: DriverKind::Vfs,
-            reason: format!(
-                "kernel overlay is not usable here ({}); vfs copies each container's files",
-                probe.detail
-            ),
+            reason: format!("kernel overlay is not usable here ({}); vfs copies each container's files", probe.detail),
         }
     })
 }
 
 fn run_probe(store: &Store, maps: &IdMappings) -> Result<(), StorageError> {
     let (tmp, _g) = store.tmp_dir()?;
-    let r = run_helper(
-        maps,
-        &[
-            OsString::from("probe-overlay"),
-            tmp.clone().into_os_string(),
-        ],
-        Stdio::null(),
-        true,
-    );
+    let r = run_helper(maps, &[OsString::from("probe-overlay"), tmp.clone().into_os_string()], Stdio::null(), true);
     let _ = store.remove_tree(&tmp, maps);
     let _ = fs::remove_file(tmp.with_extension("lock"));
     r.map(|_| ())
@@ -145,18 +112,12 @@ fn run_probe(store: &Store, maps: &IdMappings) -> Result<(), StorageError> {
 
 /// Prepares a new container's root filesystem directories. vfs copies the layers here (in the
 /// user namespace); overlay only creates empty upper, work and mount-point directories.
-pub fn create_rootfs(
-    store: &Store,
-    maps: &IdMappings,
-    rec: &ContainerRecord,
-) -> Result<(), StorageError> {
+pub fn create_rootfs(store: &Store, maps: &IdMappings, rec: &ContainerRecord) -> Result<(), StorageError> {
     if rec.rootfs.is_some() {
         return Ok(());
     }
     let dir = store.container_dir(&rec.id);
-    let mk = |p: PathBuf| {
-        fs::create_dir(&p).map_err(|e| StorageError::io(format!("creating {}", p.display()), e))
-    };
+    let mk = |p: PathBuf| fs::create_dir(&p).map_err(|e| StorageError::io(format!("creating {}", p.display()), e));
     match DriverKind::parse(&rec.driver)? {
         DriverKind::Overlay => {
             mk(dir.join("upper"))?;
@@ -180,10 +141,7 @@ pub fn create_rootfs(
 }
 
 /// What the runtime mounts as the container's root filesystem.
-pub fn rootfs_mount(
-    store: &Store,
-    rec: &ContainerRecord,
-) -> Result<Box<dyn RootfsMount>, StorageError> {
+pub fn rootfs_mount(store: &Store, rec: &ContainerRecord) -> Result<Box<dyn RootfsMount>, StorageError> {
     if let Some(dir) = &rec.rootfs {
         return Ok(Box::new(BindMount { dir: dir.clone() }));
     }
@@ -206,9 +164,7 @@ pub fn rootfs_mount(
                 volatile: rec.rm,
             })
         }
-        DriverKind::Vfs => Box::new(BindMount {
-            dir: dir.join("rootfs"),
-        }),
+        DriverKind::Vfs => Box::new(BindMount { dir: dir.join("rootfs") }),
     })
 }
 
@@ -232,10 +188,7 @@ pub fn host_rootfs_dir(store: &Store, rec: &ContainerRecord) -> Option<PathBuf> 
 
 /// The layer directories of an image, top first (for reading files such as /etc/passwd
 /// without mounting).
-pub fn layer_dirs_top_first(
-    store: &Store,
-    layers: &[String],
-) -> Result<Vec<PathBuf>, StorageError> {
+pub fn layer_dirs_top_first(store: &Store, layers: &[String]) -> Result<Vec<PathBuf>, StorageError> {
     layers.iter().rev().map(|l| store.layer_diff(l)).collect()
 }
 
@@ -259,12 +212,8 @@ pub fn read_merged_file(layers_top_first: &[PathBuf], rel: &Path) -> Option<Vec<
         while let Some(a) = anc {
             if !a.as_os_str().is_empty() {
                 let mut buf = [0u8; 2];
-                if rustix::fs::getxattr(
-                    dir.join(a).as_path(),
-                    super::unpack::OPAQUE_XATTR,
-                    &mut buf,
-                )
-                .is_ok_and(|n| &buf[..n] == b"y")
+                if rustix::fs::getxattr(dir.join(a).as_path(), super::unpack::OPAQUE_XATTR, &mut buf)
+                    .is_ok_and(|n| &buf[..n] == b"y")
                 {
                     return None;
                 }

@@ -22,19 +22,13 @@ pub struct OverlayMount {
 }
 
 fn escape(p: &Path) -> String {
-    p.to_string_lossy()
-        .replace('\\', "\\\\")
-        .replace(',', "\\,")
-        .replace(':', "\\:")
+    p.to_string_lossy().replace('\\', "\\\\").replace(',', "\\,").replace(':', "\\:")
 }
 
 impl OverlayMount {
     fn options(&self) -> String {
-        let lower: Vec<String> = self
-            .lower
-            .iter()
-            .map(|l| escape(l.strip_prefix(&self.layers_dir).unwrap_or(l)))
-            .collect();
+        let lower: Vec<String> =
+            self.lower.iter().map(|l| escape(l.strip_prefix(&self.layers_dir).unwrap_or(l))).collect();
         let mut o = format!(
             "lowerdir={},upperdir={},workdir={},userxattr",
             lower.join(":"),
@@ -50,8 +44,7 @@ impl OverlayMount {
 
 impl RootfsMount for OverlayMount {
     fn mount(&self) -> Result<MountedRootfs, String> {
-        std::env::set_current_dir(&self.layers_dir)
-            .map_err(|e| format!("chdir {}: {e}", self.layers_dir.display()))?;
+        std::env::set_current_dir(&self.layers_dir).map_err(|e| format!("chdir {}: {e}", self.layers_dir.display()))?;
         // A volatile upper dir left by an unclean shutdown must be cleared before reuse.
         let _ = fs::remove_dir_all(self.work.join("work/incompat"));
         let opts = self.options();
@@ -64,10 +57,7 @@ impl RootfsMount for OverlayMount {
         )
         .map_err(|e| format!("mounting overlay on {}: {e}", self.target.display()))?;
         let _ = std::env::set_current_dir("/");
-        Ok(MountedRootfs {
-            root: self.target.clone(),
-            helper_pids: Vec::new(),
-        })
+        Ok(MountedRootfs { root: self.target.clone(), helper_pids: Vec::new() })
     }
 }
 
@@ -81,20 +71,9 @@ pub fn probe_overlay(dir: &Path) -> Result<(), String> {
     }
     mk(&l.join("d/sub"))?;
     fs::write(l.join("f"), b"x").map_err(|e| e.to_string())?;
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
-        escape(&l),
-        escape(&u),
-        escape(&w)
-    );
-    nix::mount::mount(
-        Some("overlay"),
-        &m,
-        Some("overlay"),
-        nix::mount::MsFlags::empty(),
-        Some(opts.as_str()),
-    )
-    .map_err(|e| format!("mount -t overlay: {e}"))?;
+    let opts = format!("lowerdir={},upperdir={},workdir={},userxattr", escape(&l), escape(&u), escape(&w));
+    nix::mount::mount(Some("overlay"), &m, Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str()))
+        .map_err(|e| format!("mount -t overlay: {e}"))?;
     let r = (|| {
         fs::remove_dir_all(m.join("d")).map_err(|e| format!("removing a lower directory: {e}"))?;
         fs::create_dir(m.join("d")).map_err(|e| format!("recreating it: {e}"))?;

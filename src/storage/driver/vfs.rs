@@ -26,10 +26,7 @@ impl RootfsMount for BindMount {
             None::<&str>,
         )
         .map_err(|e| format!("bind-mounting {}: {e}", self.dir.display()))?;
-        Ok(MountedRootfs {
-            root: self.dir.clone(),
-            helper_pids: Vec::new(),
-        })
+        Ok(MountedRootfs { root: self.dir.clone(), helper_pids: Vec::new() })
     }
 }
 
@@ -48,22 +45,10 @@ fn copy_meta(md: &fs::Metadata, dst: &Path, symlink: bool) -> io::Result<()> {
         fs::set_permissions(dst, fs::Permissions::from_mode(md.mode() & 0o7777))?;
     }
     let t = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec {
-            tv_sec: md.atime(),
-            tv_nsec: md.atime_nsec(),
-        },
-        last_modification: rustix::fs::Timespec {
-            tv_sec: md.mtime(),
-            tv_nsec: md.mtime_nsec(),
-        },
+        last_access: rustix::fs::Timespec { tv_sec: md.atime(), tv_nsec: md.atime_nsec() },
+        last_modification: rustix::fs::Timespec { tv_sec: md.mtime(), tv_nsec: md.mtime_nsec() },
     };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        dst,
-        &t,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(Into::into)
+    rustix::fs::utimensat(rustix::fs::CWD, dst, &t, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).map_err(Into::into)
 }
 
 /// Copies `layers` (bottom first) into `dest`, applying whiteouts and opaque directories.
@@ -118,11 +103,8 @@ fn apply(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> io
             fs::copy(&s, &d)?;
             copy_meta(&md, &d, false)?;
         } else if ft.is_fifo() {
-            nix::unistd::mkfifo(
-                &d,
-                nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777),
-            )
-            .map_err(io::Error::from)?;
+            nix::unistd::mkfifo(&d, nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777))
+                .map_err(io::Error::from)?;
             copy_meta(&md, &d, false)?;
         }
         // Device nodes other than whiteouts cannot exist in an unprivileged store.

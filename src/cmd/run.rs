@@ -70,7 +70,13 @@ pub struct Args {
     args: Vec<String>,
 }
 
-pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
+/// Starts the container's setup process before anything else (see `main`). A failure here is
+/// not reported: the normal path starts it again and reports the error.
+pub fn begin_early() -> Option<nook::runtime::Pending> {
+    nook::runtime::begin(&nook::userns::IdMappings::for_current_user()).ok()
+}
+
+pub fn run(ctx: &Context, a: &Args, early: Option<nook::runtime::Pending>) -> anyhow::Result<i32> {
     let (first, cmd) = a.args.split_first().expect("clap requires one argument");
     let labels = a
         .label
@@ -102,6 +108,5 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
         privileged: a.privileged,
         labels,
     };
-    let c = container::create(ctx, &opts)?;
-    Ok(container::run_attached(ctx, &c)?)
+    Ok(container::run(ctx, &opts, early)?)
 }

@@ -30,13 +30,24 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
             ("single id (only your uid, as root)".to_string(), Some(reason.clone()))
         }
     };
-    let drv = driver::choose(&ctx.store, &ctx.maps, ctx.storage_driver.as_deref());
+    let drv = driver::choose(&ctx.store, &ctx.maps, ctx.storage_driver.as_deref(), &ctx.paths, false);
     let (driver_name, driver_reason) = match &drv {
         Ok(d) => (d.kind.name().to_string(), d.reason.clone()),
         Err(e) => ("unknown".to_string(), e.to_string()),
     };
-    if matches!(&drv, Ok(d) if d.kind == driver::DriverKind::Vfs) {
+    if matches!(&drv, Ok(d) if d.kind != driver::DriverKind::Overlay && !d.explicit) {
         missing.push(format!("kernel overlay: {driver_reason}"));
+    }
+    let fuse_program = driver::find_fuse_overlayfs();
+    if fuse_program.is_none() {
+        missing.push(
+            "fuse-overlayfs is not installed (apt install fuse-overlayfs): used where kernel overlay cannot be, and for a fast --userns=keep-id"
+                .into(),
+        );
+    }
+    let fs = driver::select::storage_filesystem(&ctx.store);
+    if let Some(h) = fs.as_ref().and_then(|f| driver::fsinfo::hint(f, &ctx.store.root)) {
+        missing.push(h);
     }
     if !cg.limits_available {
         missing.push(format!("resource limits: {}", cg.detail));
@@ -85,6 +96,8 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
             "configDir": ctx.paths.config,
             "graphDriverName": driver_name,
             "graphDriverReason": driver_reason,
+            "graphFilesystem": fs.map(|f| f.name),
+            "fuseOverlayfs": fuse_program,
             "imageCount": ctx.store.images().map(|i| i.len()).unwrap_or(0),
             "containerCount": ctx.store.containers().map(|c| c.len()).unwrap_or(0),
         },

@@ -1,9 +1,14 @@
 //! The command line: one file per verb. Each parses its flags (clap derive), calls the library
 //! and prints. Errors become one line `Error: …` and podman's exit codes.
 
+mod commit;
+mod container;
+mod diff;
+mod export;
 mod images;
 mod import;
 mod info;
+mod mount;
 mod ps;
 mod rm;
 mod rmi;
@@ -35,7 +40,7 @@ pub struct Cli {
     /// Log messages at this level and above: debug, info, warn, error.
     #[arg(long, global = true, default_value = "warn", env = "NOOK_LOG_LEVEL", value_parser = ["trace", "debug", "info", "warn", "error"])]
     log_level: String,
-    /// Storage driver: overlay or vfs (default: chosen automatically).
+    /// Storage driver: overlay, fuse-overlayfs or vfs (default: storage.conf, else chosen automatically).
     #[arg(long, global = true, env = "NOOK_STORAGE_DRIVER", value_name = "NAME")]
     storage_driver: Option<String>,
     #[command(subcommand)]
@@ -62,6 +67,19 @@ enum Command {
     Unshare(unshare::Args),
     /// Show version information.
     Version(version::Args),
+    /// Make an image from a container's changes.
+    Commit(commit::Args),
+    /// Show what a container changed in its image's files (A added, C changed, D deleted).
+    Diff(diff::Args),
+    /// Write a container's root filesystem as a tar archive.
+    Export(export::Args),
+    /// Mount containers' root filesystems (inside `nook unshare`), or list mounted ones.
+    Mount(mount::Args),
+    /// Unmount containers' root filesystems (inside `nook unshare`).
+    #[command(alias = "unmount")]
+    Umount(mount::UmountArgs),
+    /// Manage containers.
+    Container(container::Args),
 }
 
 impl Cli {
@@ -101,6 +119,12 @@ pub fn dispatch(cli: Cli, early: Option<nook::runtime::Pending>) -> anyhow::Resu
         Command::Info(a) => info::run(&cli.context()?, a),
         Command::Unshare(a) => unshare::run(&cli.context()?, a),
         Command::Version(a) => version::run(a),
+        Command::Commit(a) => commit::run(&cli.context()?, a),
+        Command::Diff(a) => diff::run(&cli.context()?, a),
+        Command::Export(a) => export::run(&cli.context()?, a),
+        Command::Mount(a) => mount::run(&cli.context()?, a),
+        Command::Umount(a) => mount::run_umount(&cli.context()?, a),
+        Command::Container(a) => container::run(&cli.context()?, a),
     }
 }
 

@@ -59,6 +59,9 @@ pub struct Args {
     /// Set a label (KEY=VALUE).
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     label: Vec<String>,
+    /// User namespace mode: keep-id[:uid=U,gid=G] runs you as your own uid and gid inside.
+    #[arg(long, value_name = "MODE")]
+    userns: Option<String>,
     /// The first argument is an exploded root filesystem directory, not an image.
     #[arg(long)]
     rootfs: bool,
@@ -107,6 +110,7 @@ pub fn run(ctx: &Context, a: &Args, early: Option<nook::runtime::Pending>) -> an
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         labels,
+        userns: a.userns.clone(),
     };
     Ok(container::run(ctx, &opts, early)?)
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use oci_spec::runtime::Spec;
 
+pub mod layer;
+
 use crate::context::Context;
 use crate::image::{ImageDefaults, load_config};
 use crate::monitor::Foreground;
@@ -15,7 +17,7 @@ use crate::net::{self, NetworkMode};
 use crate::runtime::spec::{BindVolume, ContainerConfig, build, effective_caps};
 use crate::runtime::user::resolve_user;
 use crate::runtime::{self, Pending, RootfsSetup, RuntimeError, SpawnConfig, parse_cap};
-use crate::storage::containers::{process_start_time, valid_name};
+use crate::storage::containers::{HelperProcess, process_start_time, valid_name};
 use crate::storage::driver;
 use crate::storage::{ContainerRecord, ContainerState, ContainerStatus, StorageError};
 
@@ -67,6 +69,8 @@ pub struct CreateOptions {
     pub cap_drop: Vec<String>,
     pub privileged: bool,
     pub labels: BTreeMap<String, String>,
+    /// `--userns`: empty for the default maps, or `keep-id[:uid=U,gid=G]`.
+    pub userns: Option<String>,
 }
 
 /// `-v HOST:CTR[:ro|rw|…]`.
@@ -196,15 +200,28 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
     };
     let rootfs = o.rootfs.as_ref().map(|r| fs::canonicalize(r).unwrap_or_else(|_| r.clone()));
     let args = command_line(&defaults, o.entrypoint.as_deref(), &o.command).map_err(inv)?;
-    let user_spec = o.user.clone().or_else(|| defaults.user.clone()).unwrap_or_default();
+    let keep_id = keep_id_of(ctx, o)?;
     let passwd = read_image_file(ctx, rootfs.as_deref(), &layers, "etc/passwd");
     let group = read_image_file(ctx, rootfs.as_deref(), &layers, "etc/group");
+    // keep-id: the caller gets a passwd and group entry (as podman adds them).
+    let keep_files = keep_id.as_ref().map(|k| layer::keep_id_etc(ctx, k, &passwd, &group));
+    let (passwd, group) = match &keep_files {
+        Some((p, g)) => (p.clone().unwrap_or(passwd), g.clone().unwrap_or(group)),
+        None => (passwd, group),
+    };
+    let user_spec = o
+        .user
+        .clone()
+        .or_else(|| keep_id.map(|k| format!("{}:{}", k.uid, k.gid)))
+        .or_else(|| defaults.user.clone())
+        .unwrap_or_default();
     let user = resolve_user(&user_spec, &passwd, &group).map_err(inv)?;
 
-    let driver_name = if rootfs.is_some() {
-        "rootfs".to_string()
+    let (driver_name, mount_program) = if rootfs.is_some() {
+        ("rootfs".to_string(), None)
     } else {
-        driver::choose(store, &ctx.maps, ctx.storage_driver.as_deref())?.kind.name().to_string()
+        let choice = driver::choose(store, &ctx.maps, ctx.storage_driver.as_deref(), &ctx.paths, true)?;
+        layer::driver_for(&choice, keep_id.as_ref())
     };
     let id = crate::util::id::random_id();
     let name = match &o.name {
@@ -248,6 +265,8 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
         tty: o.tty,
         interactive: o.interactive,
         network: network.as_str().to_string(),
+        mount_program,
+        keep_id,
     };
     let created = store.create_container(&rec);
     drop(lock);
@@ -261,6 +280,10 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
     };
     let rest = (|| -> Result<Spec, ContainerError> {
         driver::create_rootfs(store, &ctx.maps, &rec)?;
+        let mut etc_files = etc_paths(ctx, &id);
+        if let Some(files) = &keep_files {
+            etc_files.extend(layer::write_keep_id_etc(store, &id, files)?);
+        }
         let cfg = ContainerConfig {
             args,
             env,
@@ -273,13 +296,13 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
             network,
             caps: effective_caps(o.privileged, &cap_add, &cap_drop),
             privileged: o.privileged,
-            etc_files: etc_paths(ctx, &id),
+            etc_files,
         };
         let root = match &rootfs {
             Some(r) => r.clone(),
             None => driver::rootfs_dir_hint(store, &rec),
         };
-        let spec = build(&cfg, &ctx.maps, root).map_err(ContainerError::Invalid)?;
+        let spec = build(&cfg, &maps_for(ctx, &rec), root).map_err(ContainerError::Invalid)?;
         let data = serde_json::to_vec(&spec).map_err(|e| ContainerError::Io(e.to_string()))?;
         // Not atomic: nothing runs this container before create() returns.
         fs::write(store.container_dir(&id).join("config.json"), &data)
@@ -318,9 +341,15 @@ pub fn load_spec(ctx: &Context, id: &str) -> Result<Spec, ContainerError> {
 pub fn run(ctx: &Context, o: &CreateOptions, early: Option<Pending>) -> Result<i32, ContainerError> {
     // The setup process starts first: newuidmap and newgidmap, slow setuid helpers, then run
     // while the container is prepared. (An image that must be pulled is fetched before this.)
-    let pending = match early {
-        Some(p) => p,
-        None => runtime::begin(&ctx.maps)?,
+    // A keep-id container needs other maps than the default ones the early setup has.
+    let keep_id = keep_id_of(ctx, o)?;
+    let pending = match (early, keep_id) {
+        (Some(p), None) => p,
+        (Some(p), Some(k)) => {
+            p.abort();
+            runtime::begin(&k.maps(&ctx.maps))?
+        }
+        (None, k) => runtime::begin(&k.map(|k| k.maps(&ctx.maps)).unwrap_or_else(|| ctx.maps.clone()))?,
     };
     let c = match create(ctx, o) {
         Ok(c) => c,
@@ -387,7 +416,7 @@ fn run_attached_inner(ctx: &Context, c: &Created, pending: Pending) -> Result<i3
         let mode = if rec.network == "none" { NetworkMode::None } else { NetworkMode::Host };
         net::write_etc_files(&store.container_rundir(&rec.id), &hostname, &rec.name, mode)
             .map_err(|e| ContainerError::Io(format!("writing the container's /etc files: {e}")))?;
-        let rootfs = driver::rootfs_setup(store, rec)?;
+        let rootfs = driver::rootfs_setup(store, &ctx.maps, rec)?;
         let fg = Foreground::prepare(rec.tty, rec.interactive)
             .map_err(|e| ContainerError::Io(format!("preparing stdio: {e}")))?;
         Ok((rootfs, fg))
@@ -424,10 +453,15 @@ fn run_attached_inner(ctx: &Context, c: &Created, pending: Pending) -> Result<i3
     st.pid_start = process_start_time(pid);
     st.monitor_pid = Some(std::process::id() as i32);
     st.started_at = Some(Utc::now());
+    st.helpers = helpers.iter().map(|h| HelperProcess::of(*h)).collect();
     let mut saved = Ok(());
     // Recorded while the container execs its command.
     let started = created.start(|| saved = store.save_state(&rec.id, &st));
     if let Err(e) = started {
+        // What serves the root filesystem goes with the container that never ran.
+        for h in &helpers {
+            runtime::fuse::stop_daemon(*h, std::time::Duration::from_secs(5));
+        }
         set_error(e.to_string());
         return Err(e.into());
     }
@@ -439,6 +473,7 @@ fn run_attached_inner(ctx: &Context, c: &Created, pending: Pending) -> Result<i3
         st.pid = None;
         st.pid_start = None;
         st.monitor_pid = None;
+        st.helpers.clear();
         st.finished_at = Some(Utc::now());
         st.exit_code = Some(exit.code());
         store.save_state(&rec.id, &st)?;
@@ -486,6 +521,25 @@ pub fn remove(ctx: &Context, rec: &ContainerRecord, force: bool) -> Result<(), C
             }
         }
     }
+    layer::stop_helpers(ctx, rec, &st);
     store.remove_container(rec, &ctx.maps)?;
     Ok(())
+}
+
+/// Parses `--userns` for a container.
+fn keep_id_of(ctx: &Context, o: &CreateOptions) -> Result<Option<crate::userns::KeepId>, ContainerError> {
+    match o.userns.as_deref() {
+        None => Ok(None),
+        Some(u) => {
+            crate::userns::parse_userns(u, ctx.maps.host_uid, ctx.maps.host_gid).map_err(ContainerError::Invalid)
+        }
+    }
+}
+
+/// The id maps a container runs with: the default ones, or its keep-id maps.
+pub fn maps_for(ctx: &Context, rec: &ContainerRecord) -> crate::userns::IdMappings {
+    match &rec.keep_id {
+        Some(k) => k.maps(&ctx.maps),
+        None => ctx.maps.clone(),
+    }
 }

@@ -86,6 +86,11 @@ fn setup(sock: &OwnedFd) -> Result<(), Fail> {
     if has_ns(&req.spec, LinuxNamespaceType::Network) {
         flags |= CloneFlags::CLONE_NEWNET;
     }
+    if !mounted.helper_pids.is_empty() {
+        // A mount helper (fuse-overlayfs) stays in this mount namespace: init's pivot_root
+        // would move the helper's root too, so init gets a copy of the namespace instead.
+        flags |= CloneFlags::CLONE_NEWNS;
+    }
     nix::sched::unshare(flags).map_err(setup_err("creating the pid, uts and ipc namespaces"))?;
     // SAFETY: this process is a single-threaded fork of the owner.
     match unsafe { nix::unistd::fork() }.map_err(setup_err("fork"))? {

@@ -228,9 +228,13 @@ impl Pending {
     /// Hands the setup process the container to build. Returns once its init is ready to exec.
     pub fn create(mut self, cfg: &SpawnConfig<'_>) -> Result<Created, RuntimeError> {
         let mut init_pid: Option<i32> = None;
+        let mut helper_pids: Vec<i32> = Vec::new();
         let setup_pid = self.setup_pid;
-        let r = self.create_inner(cfg, &mut init_pid);
+        let r = self.create_inner(cfg, &mut init_pid, &mut helper_pids);
         if r.is_err() {
+            for h in &helper_pids {
+                kill_and_reap(*h);
+            }
             // Whatever stage failed, nothing of it may survive.
             drop(self.maps.take());
             if let Ok(WaitStatus::StillAlive) = waitpid(Pid::from_raw(setup_pid), Some(WaitPidFlag::WNOHANG)) {
@@ -243,7 +247,12 @@ impl Pending {
         r
     }
 
-    fn create_inner(&mut self, cfg: &SpawnConfig<'_>, init_pid: &mut Option<i32>) -> Result<Created, RuntimeError> {
+    fn create_inner(
+        &mut self,
+        cfg: &SpawnConfig<'_>,
+        init_pid: &mut Option<i32>,
+        helper_pids: &mut Vec<i32>,
+    ) -> Result<Created, RuntimeError> {
         let req = SetupRequest {
             spec: cfg.spec.clone(),
             rootfs: cfg.rootfs.clone(),
@@ -263,7 +272,6 @@ impl Pending {
         send(&self.sock, b'M', &[], None).map_err(|e| peer_error(&self.sock, e))?;
         // Setup reports init's pid (P); init reports its pty (T) and readiness (R). The two
         // processes run concurrently, so these arrive in any order.
-        let mut helper_pids = Vec::new();
         let mut pty_master = None;
         let mut ready = false;
         while init_pid.is_none() || !ready {
@@ -291,7 +299,7 @@ impl Pending {
         Ok(Created {
             pid,
             pty_master,
-            helper_pids,
+            helper_pids: helper_pids.clone(),
             sock: self.sock.try_clone().map_err(|e| RuntimeError::Setup(e.to_string()))?,
         })
     }

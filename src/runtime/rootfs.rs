@@ -26,6 +26,8 @@ pub enum RootfsSetup {
         /// Skip syncs (transient `--rm` containers).
         volatile: bool,
     },
+    /// fuse-overlayfs, started in the namespaces; its pid is reported as a helper.
+    FuseOverlay(super::fuse::FuseOverlay),
 }
 
 /// A mounted root filesystem.
@@ -55,6 +57,12 @@ pub fn overlay_options(base: &Path, lower: &[PathBuf], upper: &Path, work: &Path
         o.push_str(",volatile");
     }
     o
+}
+
+/// Options for a read-only overlay of `lower` only (top first; no upper directory).
+pub fn overlay_options_ro(base: &Path, lower: &[PathBuf]) -> String {
+    let lower: Vec<String> = lower.iter().map(|l| escape_overlay_path(l.strip_prefix(base).unwrap_or(l))).collect();
+    format!("lowerdir={},userxattr", lower.join(":"))
 }
 
 impl RootfsSetup {
@@ -90,6 +98,10 @@ impl RootfsSetup {
                 .map_err(|e| format!("mounting overlay on {}: {e}", target.display()))?;
                 let _ = std::env::set_current_dir("/");
                 Ok(MountedRootfs { root: target.clone(), helper_pids: Vec::new() })
+            }
+            RootfsSetup::FuseOverlay(f) => {
+                let pid = f.mount()?;
+                Ok(MountedRootfs { root: f.target.clone(), helper_pids: vec![pid] })
             }
         }
     }
@@ -142,5 +154,19 @@ mod tests {
         let s = RootfsSetup::Bind { dir: "/x".into() };
         let j = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<RootfsSetup>(&j).unwrap(), s);
+        let f = RootfsSetup::FuseOverlay(super::super::fuse::FuseOverlay {
+            program: "/usr/bin/fuse-overlayfs".into(),
+            lower: vec!["/l/a".into(), "/l/b".into()],
+            upper: "/c/upper".into(),
+            work: "/c/work".into(),
+            target: "/c/merged".into(),
+            uidmapping: Some("1000:0:1".into()),
+            gidmapping: None,
+            volatile: false,
+            log: "/r/fuse.log".into(),
+        });
+        let j = serde_json::to_string(&f).unwrap();
+        assert!(j.contains("\"kind\":\"fuseOverlay\""), "{j}");
+        assert_eq!(serde_json::from_str::<RootfsSetup>(&j).unwrap(), f);
     }
 }

@@ -44,6 +44,12 @@ pub struct ContainerRecord {
     pub interactive: bool,
     /// `none` or `host`.
     pub network: String,
+    /// The fuse-overlayfs binary, for the fuse-overlayfs driver when it was configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_program: Option<PathBuf>,
+    /// `--userns=keep-id`: the container's maps put the caller at this uid and gid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_id: Option<crate::userns::KeepId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -94,6 +100,30 @@ pub struct ContainerState {
     /// is exited.
     #[serde(default)]
     pub boot_id: Option<String>,
+    /// Processes serving the root filesystem (fuse-overlayfs) while the container runs, with
+    /// their start times: stopped by whoever finds them left over (rm, cleanup).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub helpers: Vec<HelperProcess>,
+}
+
+/// A process serving a container's root filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HelperProcess {
+    pub pid: i32,
+    /// Start time (clock ticks since boot), to recognise pid reuse.
+    pub start: Option<u64>,
+}
+
+impl HelperProcess {
+    pub fn of(pid: i32) -> HelperProcess {
+        HelperProcess { pid, start: process_start_time(pid) }
+    }
+
+    /// Still the same process?
+    pub fn alive(&self) -> bool {
+        let now = process_start_time(self.pid);
+        now.is_some() && (self.start.is_none() || now == self.start)
+    }
 }
 
 impl ContainerState {
@@ -109,6 +139,7 @@ impl ContainerState {
             oom_killed: false,
             error: None,
             boot_id: boot_id(),
+            helpers: Vec::new(),
         }
     }
 }

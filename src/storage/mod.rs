@@ -20,6 +20,7 @@ pub mod blobs;
 pub mod containers;
 pub mod driver;
 pub mod images;
+pub mod layerfs;
 pub mod layers;
 pub mod lock;
 pub mod unpack;

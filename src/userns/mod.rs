@@ -7,10 +7,12 @@
 
 mod helper;
 mod idmap;
+mod keepid;
 mod subid;
 
 pub use helper::{HelperOp, helper_main, spawn_helper};
-pub use idmap::{IdMap, IdMappings, MapSource, MapWriter, write_maps};
+pub use idmap::{IdMap, IdMappings, MapSource, MapWriter, find_in_path, write_maps};
+pub use keepid::{KeepId, parse_userns};
 pub use subid::{SubIdRange, parse_subid};
 
 #[derive(Debug, thiserror::Error)]

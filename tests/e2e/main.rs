@@ -8,5 +8,6 @@ mod images;
 mod isolation;
 mod rig;
 mod run;
+mod storage;
 mod terminal;
 mod users;

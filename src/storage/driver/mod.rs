@@ -2,11 +2,19 @@
 //!
 //! - `overlay`: kernel overlayfs with `userxattr`, mounted inside the container's user and
 //!   mount namespaces; the image layers are shared read-only and nothing is copied.
+//! - `fuse-overlayfs`: the same layout served by the fuse-overlayfs daemon, started inside the
+//!   container's namespaces (for kernels or storage filesystems where kernel overlay does not
+//!   work, and for `--userns=keep-id`, whose id shift it does on the fly).
 //! - `vfs`: a full private copy, made once when the container is created; always works.
 //!
 //! A driver does two things: prepares the container's directories when it is created, and
-//! describes to the runtime ([`RootfsSetup`]) what to mount inside the namespaces.
+//! describes to the runtime ([`RootfsSetup`]) what to mount inside the namespaces. Which
+//! driver is used is decided in [`select`].
 
+mod conf;
+pub mod fsinfo;
+pub mod idmapped;
+pub mod select;
 mod vfs;
 
 use std::ffi::OsString;
@@ -14,16 +22,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+pub use select::{DriverChoice, choose, dev_fuse_usable, find_fuse_overlayfs};
 pub use vfs::copy_layers;
 
 use super::{ContainerRecord, StorageError, Store, run_helper};
 use crate::runtime::RootfsSetup;
+use crate::runtime::fuse::FuseOverlay;
 use crate::userns::IdMappings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum DriverKind {
     Overlay,
+    FuseOverlayfs,
     Vfs,
 }
 
@@ -31,6 +42,7 @@ impl DriverKind {
     pub fn name(&self) -> &'static str {
         match self {
             DriverKind::Overlay => "overlay",
+            DriverKind::FuseOverlayfs => "fuse-overlayfs",
             DriverKind::Vfs => "vfs",
         }
     }
@@ -38,91 +50,41 @@ impl DriverKind {
     pub fn parse(s: &str) -> Result<DriverKind, StorageError> {
         match s {
             "overlay" | "overlay2" => Ok(DriverKind::Overlay),
+            "fuse-overlayfs" | "fuse" => Ok(DriverKind::FuseOverlayfs),
             "vfs" => Ok(DriverKind::Vfs),
-            other => Err(StorageError::Other(format!("unknown storage driver {other:?} (choose overlay or vfs)"))),
+            other => Err(StorageError::Other(format!(
+                "unknown storage driver {other:?} (choose overlay, fuse-overlayfs or vfs)"
+            ))),
         }
     }
-}
 
-/// The driver in use and why.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DriverChoice {
-    pub kind: DriverKind,
-    pub reason: String,
-}
-
-/// The cached result of probing kernel overlay in a user namespace.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct ProbeCache {
-    kernel: String,
-    overlay: bool,
-    detail: String,
-}
-
-fn kernel_release() -> String {
-    rustix::system::uname().release().to_string_lossy().into_owned()
-}
-
-/// Picks the driver: an explicit request wins; otherwise kernel overlay when a probe (run once
-/// per kernel and cached in the store) shows it works, else vfs.
-pub fn choose(store: &Store, maps: &IdMappings, requested: Option<&str>) -> Result<DriverChoice, StorageError> {
-    if let Some(r) = requested {
-        let kind = DriverKind::parse(r)?;
-        return Ok(DriverChoice { kind, reason: "requested".into() });
+    /// Overlay drivers keep an upper and a work directory per container.
+    pub fn is_overlay(&self) -> bool {
+        matches!(self, DriverKind::Overlay | DriverKind::FuseOverlayfs)
     }
-    let cache_path = store.root.join("driver-probe.json");
-    let kernel = kernel_release();
-    let cached: Option<ProbeCache> = fs::read(&cache_path)
-        .ok()
-        .and_then(|d| serde_json::from_slice(&d).ok())
-        .filter(|c: &ProbeCache| c.kernel == kernel);
-    let probe = match cached {
-        Some(c) => c,
-        None => {
-            let (overlay, detail) = match run_probe(store, maps) {
-                Ok(()) => (true, "kernel overlay with userxattr works in a user namespace".to_string()),
-                Err(e) => (false, e.to_string()),
-            };
-            let c = ProbeCache { kernel, overlay, detail };
-            if let Ok(d) = serde_json::to_vec_pretty(&c) {
-                let _ = crate::util::fs::write_atomic(&cache_path, &d);
-            }
-            c
-        }
-    };
-    Ok(if probe.overlay {
-        DriverChoice { kind: DriverKind::Overlay, reason: probe.detail }
-    } else {
-        DriverChoice {
-            kind: DriverKind::Vfs,
-            reason: format!("kernel overlay is not usable here ({}); vfs copies each container's files", probe.detail),
-        }
-    })
-}
-
-fn run_probe(store: &Store, maps: &IdMappings) -> Result<(), StorageError> {
-    let (tmp, _g) = store.tmp_dir()?;
-    let r = run_helper(maps, &[OsString::from("probe-overlay"), tmp.clone().into_os_string()], Stdio::null(), true);
-    let _ = store.remove_tree(&tmp, maps);
-    let _ = fs::remove_file(tmp.with_extension("lock"));
-    r.map(|_| ())
 }
 
 /// Prepares a new container's root filesystem directories. vfs copies the layers here (in the
-/// user namespace); overlay only creates empty upper, work and mount-point directories.
+/// user namespace); the overlay drivers only create empty upper, work and mount-point
+/// directories (and, for keep-id on kernel overlay, make sure the id-shifted copies of the
+/// image's layers exist).
 pub fn create_rootfs(store: &Store, maps: &IdMappings, rec: &ContainerRecord) -> Result<(), StorageError> {
     if rec.rootfs.is_some() {
         return Ok(());
     }
     let dir = store.container_dir(&rec.id);
     let mk = |p: PathBuf| fs::create_dir(&p).map_err(|e| StorageError::io(format!("creating {}", p.display()), e));
-    match DriverKind::parse(&rec.driver)? {
-        DriverKind::Overlay => {
+    let kind = DriverKind::parse(&rec.driver)?;
+    match kind {
+        DriverKind::Overlay | DriverKind::FuseOverlayfs => {
             mk(dir.join("upper"))?;
             mk(dir.join("work"))?;
             mk(dir.join("merged"))?;
             if rec.layers.is_empty() {
                 mk(dir.join("empty"))?;
+            }
+            if let (DriverKind::Overlay, Some(k)) = (kind, &rec.keep_id) {
+                idmapped::ensure(store, maps, &rec.layers, k)?;
             }
             Ok(())
         }
@@ -130,6 +92,10 @@ pub fn create_rootfs(store: &Store, maps: &IdMappings, rec: &ContainerRecord) ->
             let dest = dir.join("rootfs");
             mk(dest.clone())?;
             let mut args = vec![OsString::from("vfs-copy"), dest.into_os_string()];
+            if let Some(k) = &rec.keep_id {
+                args.push("--keep-id".into());
+                args.push(k.arg().into());
+            }
             for l in &rec.layers {
                 args.push(store.layer_diff(l)?.into_os_string());
             }
@@ -138,32 +104,79 @@ pub fn create_rootfs(store: &Store, maps: &IdMappings, rec: &ContainerRecord) ->
     }
 }
 
-/// What the runtime mounts as the container's root filesystem.
-pub fn rootfs_setup(store: &Store, rec: &ContainerRecord) -> Result<RootfsSetup, StorageError> {
+/// The lower directories of a container on an overlay driver, top first.
+pub fn lower_dirs(store: &Store, rec: &ContainerRecord) -> Result<Vec<PathBuf>, StorageError> {
+    let mut lower: Vec<PathBuf> = Vec::new();
+    let shifted = rec.driver == "overlay" && rec.keep_id.is_some();
+    for l in rec.layers.iter().rev() {
+        lower.push(match (&rec.keep_id, shifted) {
+            (Some(k), true) => idmapped::layer_copy(store, l, k)?,
+            _ => store.layer_diff(l)?,
+        });
+    }
+    if lower.is_empty() {
+        lower.push(store.container_dir(&rec.id).join("empty"));
+    }
+    Ok(lower)
+}
+
+/// Where fuse-overlayfs writes its messages for a container.
+pub fn fuse_log(store: &Store, id: &str) -> PathBuf {
+    store.container_rundir(id).join("fuse-overlayfs.log")
+}
+
+/// What the runtime mounts as the container's root filesystem. `maps` are the store's (the
+/// default) maps; a keep-id container on fuse-overlayfs gets the id mapping that shows the
+/// image's owners unchanged in its own namespace.
+pub fn rootfs_setup(store: &Store, maps: &IdMappings, rec: &ContainerRecord) -> Result<RootfsSetup, StorageError> {
     if let Some(dir) = &rec.rootfs {
         return Ok(RootfsSetup::Bind { dir: dir.clone() });
     }
     let dir = store.container_dir(&rec.id);
     Ok(match DriverKind::parse(&rec.driver)? {
-        DriverKind::Overlay => {
-            let mut lower: Vec<PathBuf> = Vec::new();
-            for l in rec.layers.iter().rev() {
-                lower.push(store.layer_diff(l)?);
-            }
-            if lower.is_empty() {
-                lower.push(dir.join("empty"));
-            }
-            RootfsSetup::Overlay {
-                layers_dir: store.root.join("layers"),
-                lower,
+        DriverKind::Overlay => RootfsSetup::Overlay {
+            layers_dir: store.root.join("layers"),
+            lower: lower_dirs(store, rec)?,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            target: dir.join("merged"),
+            volatile: rec.rm,
+        },
+        DriverKind::FuseOverlayfs => {
+            let (uidmapping, gidmapping) = match &rec.keep_id {
+                Some(k) => {
+                    let (u, g) = k.fuse_mappings(maps);
+                    (Some(u), Some(g))
+                }
+                None => (None, None),
+            };
+            RootfsSetup::FuseOverlay(FuseOverlay {
+                program: fuse_program(rec)?,
+                lower: lower_dirs(store, rec)?,
                 upper: dir.join("upper"),
                 work: dir.join("work"),
                 target: dir.join("merged"),
+                uidmapping,
+                gidmapping,
                 volatile: rec.rm,
-            }
+                log: fuse_log(store, &rec.id),
+            })
         }
         DriverKind::Vfs => RootfsSetup::Bind { dir: dir.join("rootfs") },
     })
+}
+
+/// The fuse-overlayfs binary a container uses.
+pub fn fuse_program(rec: &ContainerRecord) -> Result<PathBuf, StorageError> {
+    match &rec.mount_program {
+        Some(p) => Ok(p.clone()),
+        None => find_fuse_overlayfs().ok_or_else(|| {
+            StorageError::Other(format!(
+                "container {} uses fuse-overlayfs, which is not installed (Debian/Ubuntu: apt install fuse-overlayfs)",
+                rec.short_id()
+            ))
+        }),
+    }
 }
 
 /// The directory that becomes the container's root once mounted (for the spec's `root.path`).

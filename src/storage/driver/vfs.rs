@@ -7,6 +7,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::storage::layerfs::Shift;
 use crate::storage::unpack::{OPAQUE_XATTR, remove_tree};
 
 fn is_whiteout(md: &fs::Metadata) -> bool {
@@ -18,8 +19,8 @@ fn is_opaque(p: &Path) -> bool {
     rustix::fs::getxattr(p, OPAQUE_XATTR, &mut buf).is_ok_and(|n| &buf[..n] == b"y")
 }
 
-fn copy_meta(md: &fs::Metadata, dst: &Path, symlink: bool) -> io::Result<()> {
-    std::os::unix::fs::lchown(dst, Some(md.uid()), Some(md.gid()))?;
+fn copy_meta(md: &fs::Metadata, dst: &Path, symlink: bool, shift: Shift) -> io::Result<()> {
+    std::os::unix::fs::lchown(dst, Some(shift.uid(md.uid())), Some(shift.gid(md.gid())))?;
     if !symlink {
         fs::set_permissions(dst, fs::Permissions::from_mode(md.mode() & 0o7777))?;
     }
@@ -31,16 +32,17 @@ fn copy_meta(md: &fs::Metadata, dst: &Path, symlink: bool) -> io::Result<()> {
 }
 
 /// Copies `layers` (bottom first) into `dest`, applying whiteouts and opaque directories.
-/// Runs as root of the user namespace so ownership is kept.
-pub fn copy_layers(dest: &Path, layers: &[PathBuf]) -> io::Result<()> {
+/// Runs as root of the user namespace so ownership is kept (or shifted for a keep-id
+/// container with `shift`).
+pub fn copy_layers(dest: &Path, layers: &[PathBuf], shift: Shift) -> io::Result<()> {
     for l in layers {
         let mut links = HashMap::new();
-        apply(l, dest, &mut links)?;
+        apply(l, dest, &mut links, shift)?;
     }
     Ok(())
 }
 
-fn apply(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> io::Result<()> {
+fn apply(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>, shift: Shift) -> io::Result<()> {
     for e in fs::read_dir(src)? {
         let e = e?;
         let s = e.path();
@@ -60,8 +62,8 @@ fn apply(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> io
                 }
                 None => fs::create_dir(&d)?,
             }
-            apply(&s, &d, links)?;
-            copy_meta(&md, &d, false)?;
+            apply(&s, &d, links, shift)?;
+            copy_meta(&md, &d, false, shift)?;
             continue;
         }
         if existing.is_some() {
@@ -77,14 +79,14 @@ fn apply(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> io
         let ft = md.file_type();
         if ft.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(&s)?, &d)?;
-            copy_meta(&md, &d, true)?;
+            copy_meta(&md, &d, true, shift)?;
         } else if ft.is_file() {
             fs::copy(&s, &d)?;
-            copy_meta(&md, &d, false)?;
+            copy_meta(&md, &d, false, shift)?;
         } else if ft.is_fifo() {
             nix::unistd::mkfifo(&d, nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777))
                 .map_err(io::Error::from)?;
-            copy_meta(&md, &d, false)?;
+            copy_meta(&md, &d, false, shift)?;
         }
         // Device nodes other than whiteouts cannot exist in an unprivileged store.
     }

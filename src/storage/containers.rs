@@ -149,11 +149,16 @@ pub fn boot_id() -> Option<String> {
     fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
 }
 
-/// Start time of a process (field 22 of /proc/<pid>/stat), if it exists.
+/// Start time of a process (field 22 of /proc/<pid>/stat), if it exists and has not exited
+/// (a zombie waiting for a slow reaper is not running).
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &s[s.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = after.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 impl ContainerRecord {

@@ -64,6 +64,23 @@ pub fn run_op(args: &[OsString]) -> i32 {
                     Err(e) => Err(format!("moving the copy to {}: {e}", fin.display())),
                 })
         }
+        "shift-root" => {
+            let (Some(path), Some(reference), Some(k)) = (
+                rest.first().map(PathBuf::from),
+                rest.get(1).map(PathBuf::from),
+                rest.get(2).and_then(|a| a.to_str()).and_then(KeepId::parse_arg),
+            ) else {
+                return usage();
+            };
+            // A keep-id container's upper directory: its root belongs to the container's root.
+            let shift = Shift::ToKeepId(k);
+            std::fs::symlink_metadata(&reference)
+                .and_then(|md| {
+                    use std::os::unix::fs::MetadataExt;
+                    std::os::unix::fs::lchown(&path, Some(shift.uid(md.uid())), Some(shift.gid(md.gid())))
+                })
+                .map_err(|e| format!("setting the owner of {}: {e}", path.display()))
+        }
         "layer-diff" | "changes" | "export" => match TreeArgs::parse(rest) {
             Some(t) => tree_op(op, &t),
             None => return usage(),

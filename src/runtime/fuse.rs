@@ -60,6 +60,9 @@ impl FuseOverlay {
         if let Some(g) = &self.gidmapping {
             o.push_str(&format!(",gidmapping={g}"));
         }
+        // Several requests in flight (the daemon serialises what must be): about twice as fast
+        // at creating many files on two cores.
+        o.push_str(",threaded=1");
         if self.volatile {
             o.push_str(",fsync=0");
         }

@@ -85,6 +85,16 @@ pub fn create_rootfs(store: &Store, maps: &IdMappings, rec: &ContainerRecord) ->
             }
             if let (DriverKind::Overlay, Some(k)) = (kind, &rec.keep_id) {
                 idmapped::ensure(store, maps, &rec.layers, k)?;
+                // The merged root is the upper directory: owned by the container's root.
+                if let Some(top) = rec.layers.last() {
+                    let args = [
+                        OsString::from("shift-root"),
+                        dir.join("upper").into_os_string(),
+                        store.layer_diff(top)?.into_os_string(),
+                        k.arg().into(),
+                    ];
+                    run_helper(maps, &args, Stdio::null(), false)?;
+                }
             }
             Ok(())
         }

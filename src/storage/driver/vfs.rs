@@ -39,6 +39,10 @@ pub fn copy_layers(dest: &Path, layers: &[PathBuf], shift: Shift) -> io::Result<
         let mut links = HashMap::new();
         apply(l, dest, &mut links, shift)?;
     }
+    // The root directory as the top layer has it (owned by root of the container).
+    if let Some(top) = layers.last() {
+        copy_meta(&fs::symlink_metadata(top)?, dest, false, shift)?;
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@ mod images;
 mod import;
 mod info;
 mod ps;
+mod pull;
 mod rm;
 mod rmi;
 mod run;
@@ -54,6 +55,8 @@ enum Command {
     Rmi(rmi::Args),
     /// List containers.
     Ps(ps::Args),
+    /// Pull an image from a registry.
+    Pull(pull::Args),
     /// Remove containers.
     Rm(rm::Args),
     /// Show what nook will use on this host and what is missing.
@@ -82,6 +85,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Images(a) => images::run(&cli.context()?, a),
         Command::Rmi(a) => rmi::run(&cli.context()?, a),
         Command::Ps(a) => ps::run(&cli.context()?, a),
+        Command::Pull(a) => pull::run(&cli.context()?, a),
         Command::Rm(a) => rm::run(&cli.context()?, a),
         Command::Info(a) => info::run(&cli.context()?, a),
         Command::Unshare(a) => unshare::run(&cli.context()?, a),

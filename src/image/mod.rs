@@ -1,8 +1,10 @@
 //! Images: references, image configs, and making images from local tarballs (`nook import`).
-//! Registry transfers (pull, push, save, load) come with the registry issue.
+//! Registry transfers: `pull`, `push`; archives: `save`, `load` (`archive`).
 
 pub mod config;
 pub mod import;
+pub mod progress;
+pub mod pull;
 pub mod reference;
 
 pub use config::{ImageDefaults, load_config};

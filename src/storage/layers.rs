@@ -49,6 +49,16 @@ impl PendingUnpack {
         self.child.stdin.take()
     }
 
+    /// Stops the helper and discards what it unpacked (a download failed or did not verify).
+    pub fn abort(self, store: &Store, maps: &IdMappings) {
+        let PendingUnpack { mut child, tmp, _guard } = self;
+        drop(child.stdin.take());
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = store.remove_tree(&tmp, maps);
+        let _ = fs::remove_file(tmp.with_extension("lock"));
+    }
+
     /// Waits for the helper, checks the diff_id, and moves the layer into the store.
     pub fn finish(self, store: &Store, maps: &IdMappings, expected: Option<&str>) -> Result<LayerRecord, StorageError> {
         let PendingUnpack { child, tmp, _guard } = self;

@@ -30,7 +30,11 @@ fn main() {
     let code = match cmd::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {}", one_line(&format!("{e:#}")));
+            // An empty message: the error was already reported (by a child nook process).
+            let msg = one_line(&format!("{e:#}"));
+            if !msg.is_empty() {
+                eprintln!("Error: {msg}");
+            }
             cmd::exit_code(&e)
         }
     };

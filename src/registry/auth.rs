@@ -104,8 +104,7 @@ impl AuthFiles {
     pub fn remove(&self, key: &str) -> Result<bool, RegistryError> {
         let p = self.write_path();
         let Some(mut doc) = read(&p)? else { return Ok(false) };
-        let removed =
-            doc.get_mut("auths").and_then(|a| a.as_object_mut()).and_then(|a| a.remove(key)).is_some();
+        let removed = doc.get_mut("auths").and_then(|a| a.as_object_mut()).and_then(|a| a.remove(key)).is_some();
         if removed {
             write(&p, &doc)?;
         }
@@ -166,9 +165,7 @@ fn find(
     let mut best: Option<(usize, &serde_json::Value)> = None;
     for (k, v) in auths {
         let k = normalise_key(k);
-        if (full == k || full.starts_with(&format!("{k}/")))
-            && best.as_ref().is_none_or(|(l, _)| k.len() > *l)
-        {
+        if (full == k || full.starts_with(&format!("{k}/"))) && best.as_ref().is_none_or(|(l, _)| k.len() > *l) {
             best = Some((k.len(), v));
         }
     }
@@ -178,13 +175,16 @@ fn find(
             .decode(a.trim())
             .ok()
             .and_then(|d| String::from_utf8(d).ok())
-            .ok_or_else(|| RegistryError::Config(format!("{}: the entry for {registry} is not valid base64", file.display())))?;
+            .ok_or_else(|| {
+                RegistryError::Config(format!("{}: the entry for {registry} is not valid base64", file.display()))
+            })?;
         let (u, p) = dec.split_once(':').ok_or_else(|| {
             RegistryError::Config(format!("{}: the entry for {registry} is not user:password", file.display()))
         })?;
         return Ok(Some((u.to_string(), p.to_string())));
     }
-    if let (Some(u), Some(p)) = (v.get("username").and_then(|u| u.as_str()), v.get("password").and_then(|p| p.as_str())) {
+    if let (Some(u), Some(p)) = (v.get("username").and_then(|u| u.as_str()), v.get("password").and_then(|p| p.as_str()))
+    {
         return Ok(Some((u.to_string(), p.to_string())));
     }
     Ok(None)

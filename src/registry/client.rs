@@ -179,7 +179,8 @@ fn timeout_secs(t: &ureq::Timeout) -> u64 {
 
 impl Client {
     pub fn new(opts: &ClientOptions) -> Client {
-        let host = if opts.registry == "docker.io" { "registry-1.docker.io".to_string() } else { opts.registry.clone() };
+        let host =
+            if opts.registry == "docker.io" { "registry-1.docker.io".to_string() } else { opts.registry.clone() };
         let tls = ureq::tls::TlsConfig::builder().disable_verification(opts.insecure).build();
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -240,8 +241,7 @@ impl Client {
         if self.lock().base.is_some() {
             return Ok(());
         }
-        let schemes: &[&str] =
-            if self.insecure || is_loopback(&self.host) { &["https", "http"] } else { &["https"] };
+        let schemes: &[&str] = if self.insecure || is_loopback(&self.host) { &["https", "http"] } else { &["https"] };
         let mut last = String::new();
         for scheme in schemes {
             let base = format!("{scheme}://{}", self.host);
@@ -281,9 +281,10 @@ impl Client {
         if cached.is_some() {
             return Ok(cached);
         }
-        let basic = self.creds.as_ref().map(|(u, p)| {
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
-        });
+        let basic = self
+            .creds
+            .as_ref()
+            .map(|(u, p)| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))));
         let value = match challenge {
             Challenge::None => None,
             Challenge::Basic => basic,
@@ -301,7 +302,10 @@ impl Client {
                     url.push_str(&q.join("&"));
                 }
                 let resp = self.raw("GET", &url, &[], basic.as_deref(), &Body::Empty).map_err(|e| {
-                    RegistryError::Transfer { what: format!("{what}: getting a token from {realm}"), why: transport_why(&e) }
+                    RegistryError::Transfer {
+                        what: format!("{what}: getting a token from {realm}"),
+                        why: transport_why(&e),
+                    }
                 })?;
                 let status = resp.status().as_u16();
                 let body = resp.into_body().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
@@ -319,13 +323,12 @@ impl Client {
                     what: format!("{what}: token from {realm}"),
                     why: format!("not JSON: {e}"),
                 })?;
-                let tok = v
-                    .get("token")
-                    .or_else(|| v.get("access_token"))
-                    .and_then(|t| t.as_str())
-                    .ok_or_else(|| RegistryError::Transfer {
-                        what: format!("{what}: token from {realm}"),
-                        why: "no token in the answer".into(),
+                let tok =
+                    v.get("token").or_else(|| v.get("access_token")).and_then(|t| t.as_str()).ok_or_else(|| {
+                        RegistryError::Transfer {
+                            what: format!("{what}: token from {realm}"),
+                            why: "no token in the answer".into(),
+                        }
                     })?;
                 Some(format!("Bearer {tok}"))
             }
@@ -463,10 +466,10 @@ impl Client {
     pub fn small_blob(&self, repo: &str, digest: &str, limit: u64, what: &str) -> Result<Vec<u8>, RegistryError> {
         let mut b = self.blob(repo, digest, what)?;
         let mut data = Vec::new();
-        (&mut b.reader).take(limit + 1).read_to_end(&mut data).map_err(|e| RegistryError::Transfer {
-            what: what.to_string(),
-            why: e.to_string(),
-        })?;
+        (&mut b.reader)
+            .take(limit + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| RegistryError::Transfer { what: what.to_string(), why: e.to_string() })?;
         if data.len() as u64 > limit {
             return Err(RegistryError::Invalid(format!("{what}: larger than {} MiB", limit >> 20)));
         }
@@ -490,7 +493,14 @@ impl Client {
     }
 
     /// Uploads a blob in one PUT (the monolithic upload of the distribution API).
-    pub fn push_blob(&self, repo: &str, digest: &str, size: u64, src: &PathBuf, what: &str) -> Result<(), RegistryError> {
+    pub fn push_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        src: &PathBuf,
+        what: &str,
+    ) -> Result<(), RegistryError> {
         let base = self.base()?;
         let scope = Self::scope(repo, true);
         let resp =
@@ -500,7 +510,10 @@ impl Client {
         }
         let loc = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         if loc.is_empty() {
-            return Err(RegistryError::Transfer { what: what.into(), why: "the registry gave no upload location".into() });
+            return Err(RegistryError::Transfer {
+                what: what.into(),
+                why: "the registry gave no upload location".into(),
+            });
         }
         let loc = if loc.starts_with("http://") || loc.starts_with("https://") {
             loc

@@ -115,7 +115,12 @@ impl RegistriesConf {
 
     /// Where to pull `registry/repository` from: its mirrors, then the (possibly rewritten)
     /// location. Refuses a blocked registry.
-    pub fn endpoints(&self, registry: &str, repository: &str, tls_verify: Option<bool>) -> Result<Vec<Endpoint>, RegistryError> {
+    pub fn endpoints(
+        &self,
+        registry: &str,
+        repository: &str,
+        tls_verify: Option<bool>,
+    ) -> Result<Vec<Endpoint>, RegistryError> {
         let name = format!("{registry}/{repository}");
         let force_insecure = tls_verify == Some(false);
         let Some((e, prefix)) = self.entry_for(&name) else {
@@ -195,10 +200,18 @@ blocked = true
         assert_eq!(e.len(), 1);
         assert!(e[0].insecure);
         let e = c.endpoints("example.com", "team/app", None).unwrap();
-        assert_eq!(e[0], Endpoint { registry: "127.0.0.1:7000".into(), repository: "m/app".into(), insecure: true, mirror: true });
+        assert_eq!(
+            e[0],
+            Endpoint { registry: "127.0.0.1:7000".into(), repository: "m/app".into(), insecure: true, mirror: true }
+        );
         assert_eq!(
             e[1],
-            Endpoint { registry: "127.0.0.1:6000".into(), repository: "mirrored/app".into(), insecure: false, mirror: false }
+            Endpoint {
+                registry: "127.0.0.1:6000".into(),
+                repository: "mirrored/app".into(),
+                insecure: false,
+                mirror: false
+            }
         );
         assert!(c.endpoints("evil.example", "x", None).unwrap_err().to_string().contains("blocked"));
         let e = c.endpoints("quay.io", "x/y", Some(false)).unwrap();

@@ -50,3 +50,53 @@ impl RegistryError {
         matches!(self, RegistryError::NotFound { .. })
     }
 }
+
+/// `nook login`: checks the credentials against the registry (basic or token flow), then
+/// stores them. `key` is a registry (`quay.io`) or a repository prefix (`quay.io/team`).
+pub fn login(
+    paths: &crate::config::Paths,
+    key: &str,
+    user: &str,
+    password: &str,
+    authfile: Option<std::path::PathBuf>,
+    tls_verify: Option<bool>,
+) -> Result<std::path::PathBuf, RegistryError> {
+    let key = normalise_login_key(key)?;
+    let registry = key.split('/').next().unwrap_or(&key).to_string();
+    let conf = conf::RegistriesConf::load(&paths.xdg_config)?;
+    let insecure = match tls_verify {
+        Some(v) => !v,
+        None => conf.insecure(&registry),
+    };
+    let client =
+        Client::new(&ClientOptions { registry, insecure, creds: Some((user.to_string(), password.to_string())) });
+    client.check_login()?;
+    auth::AuthFiles::new(authfile, paths).store(&key, user, password)
+}
+
+/// `nook logout`: removes stored credentials; false when there were none.
+pub fn logout(
+    paths: &crate::config::Paths,
+    key: Option<&str>,
+    authfile: Option<std::path::PathBuf>,
+) -> Result<bool, RegistryError> {
+    let files = auth::AuthFiles::new(authfile, paths);
+    match key {
+        Some(k) => files.remove(&normalise_login_key(k)?),
+        None => files.remove_all().map(|_| true),
+    }
+}
+
+/// `https://quay.io/` → `quay.io`; `docker.io/library` stays; a bad host is refused.
+fn normalise_login_key(k: &str) -> Result<String, RegistryError> {
+    let k = k.trim().trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
+    let k = match k {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io",
+        k => k,
+    };
+    let host = k.split('/').next().unwrap_or("");
+    if host.is_empty() || k.contains(|c: char| c.is_whitespace() || c == '@') {
+        return Err(RegistryError::Invalid(format!("invalid registry {k:?}")));
+    }
+    Ok(k.to_string())
+}

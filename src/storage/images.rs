@@ -184,8 +184,7 @@ impl Store {
 impl Store {
     /// The config and layer blob digests a stored manifest names (empty if unreadable).
     pub fn manifest_blobs(&self, manifest: &str) -> Vec<String> {
-        let Ok(data) = self.blob_path(manifest).and_then(|p| fs::read(&p).map_err(|e| StorageError::io("", e)))
-        else {
+        let Ok(data) = self.blob_path(manifest).and_then(|p| fs::read(&p).map_err(|e| StorageError::io("", e))) else {
             return Vec::new();
         };
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {

@@ -204,3 +204,71 @@ impl Store {
         Ok(removed)
     }
 }
+
+/// A layer stored from a local stream (import, load): the unpacked layer and the kept blob.
+#[derive(Debug, Clone)]
+pub struct KeptLayer {
+    pub layer: LayerRecord,
+    /// Digest and size of the stream as given (compressed or not): the blob in `blobs/`.
+    pub blob: String,
+    pub blob_size: u64,
+    pub compression: super::unpack::Compression,
+}
+
+impl Store {
+    /// Streams `input` once into both a blob (kept, for push and save) and the unpack helper.
+    /// With `expected`, the diff_id must match. Nothing is stored unless everything succeeds.
+    pub fn unpack_and_keep(
+        &self,
+        maps: &IdMappings,
+        input: &mut dyn std::io::Read,
+        expected: Option<&str>,
+    ) -> Result<KeptLayer, StorageError> {
+        use std::io::Write;
+        let mut blob = self.blob_writer()?;
+        let mut pending = self.start_unpack(maps, UnpackInput::Pipe)?;
+        let mut pipe = pending.stdin();
+        if let Some(p) = &pipe {
+            let _ = rustix::pipe::fcntl_setpipe_size(p, 1 << 20);
+        }
+        let mut buf = vec![0u8; 256 << 10];
+        let mut head: Vec<u8> = Vec::new();
+        let mut read_err = None;
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    read_err = Some(e);
+                    break;
+                }
+            };
+            if head.len() < 8 {
+                head.extend_from_slice(&buf[..n.min(8)]);
+            }
+            if let Err(e) = blob.write_all(&buf[..n]) {
+                read_err = Some(e);
+                break;
+            }
+            if let Some(p) = pipe.as_mut()
+                && p.write_all(&buf[..n]).is_err()
+            {
+                // The unpacker stopped: its error says why.
+                pipe = None;
+                break;
+            }
+        }
+        drop(pipe);
+        if let Some(e) = read_err {
+            pending.abort(self, maps);
+            return Err(StorageError::io("reading the layer", e));
+        }
+        let layer = pending.finish(self, maps, expected)?;
+        let compression = super::unpack::detect(&mut &head[..]).unwrap_or(super::unpack::Compression::None);
+        let digest = blob.digest();
+        let blob_size = blob.written();
+        blob.commit(self, &digest)?;
+        Ok(KeptLayer { layer, blob: digest, blob_size, compression })
+    }
+}

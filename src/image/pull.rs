@@ -62,6 +62,15 @@ struct Resolved {
     diff_ids: Vec<String>,
 }
 
+/// Fault injection for the tests: `_NOOK_FAULT_KILL=POINT` makes a pull kill itself with
+/// SIGKILL when it reaches POINT (`manifest`, `blob-downloaded`, `layer-unpacked`,
+/// `blob-committed`, `before-record`), so the tests can check what a crash leaves behind.
+fn fault(point: &str) {
+    if std::env::var_os("_NOOK_FAULT_KILL").is_some_and(|v| v == point) {
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+}
+
 /// Pulls `o.reference`; returns the stored image.
 pub fn pull(ctx: &Context, o: &PullOptions, progress: &Progress) -> Result<ImageRecord, RegistryError> {
     let r = Reference::parse(&o.reference)?;
@@ -105,8 +114,8 @@ fn pull_qualified(
         (None, Some(t)) => t.to_string(),
         (None, None) => "latest".to_string(),
     };
-    progress.message(&format!("Trying to pull {c}..."));
     let endpoints = conf.endpoints(&c.registry, &c.repository, o.tls_verify)?;
+    progress.message(&format!("Trying to pull {c}..."));
     let mut last = None;
     for ep in &endpoints {
         let creds = match &o.creds {
@@ -122,6 +131,7 @@ fn pull_qualified(
             }
             Err(e) => return Err(e),
         };
+        fault("manifest");
         let name = match &c.digest {
             Some(d) => format!("{}@{d}", c.name()),
             None => format!("{}:{reference}", c.name()),
@@ -243,6 +253,7 @@ fn store_image(
             created,
             size,
         };
+        fault("before-record");
         let _lock = store.lock(true)?;
         // A concurrent rmi or prune may have removed what was fetched: check under the lock.
         let complete = r.diff_ids.iter().all(|d| store.has_layer(d))
@@ -403,13 +414,16 @@ fn fetch_layer(
         }
         return Err(e);
     }
+    fault("blob-downloaded");
     if let Some(p) = pending {
         p.finish(store, maps, Some(diff_id)).map_err(|e| {
             bar.failed();
             RegistryError::Invalid(format!("layer {}: {e}", desc.digest))
         })?;
     }
+    fault("layer-unpacked");
     blob.commit(store, &desc.digest)?;
+    fault("blob-committed");
     bar.done();
     Ok(())
 }

@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod images;
 mod isolation;
+mod pull;
 mod rig;
 mod run;
 mod terminal;

@@ -11,6 +11,8 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod hostile;
+pub mod registry;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -87,7 +89,8 @@ pub fn rig() -> &'static Rig {
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
             fs::rename(&tmp, &nook).expect("installing nook copy");
         }
-        let fixtures = base.join("fixtures");
+        // Versioned: a rig change rebuilds the fixtures instead of reusing an older set.
+        let fixtures = base.join("fixtures-2");
         fixtures::build_all(&fixtures);
         Rig { user, nosub, nook, fixtures, base, as_root }
     })
@@ -142,7 +145,9 @@ impl Env {
                 std::os::unix::fs::chown(p, Some(user.uid), Some(user.gid)).unwrap();
             }
         }
-        Env { user, dir, home, run, vars: Vec::new(), unset: Vec::new() }
+        let conf = r.fixtures.join("registries-none.conf").display().to_string();
+        let vars = vec![("CONTAINERS_REGISTRIES_CONF".to_string(), conf)];
+        Env { user, dir, home, run, vars, unset: Vec::new() }
     }
 
     /// A directory in this test's world owned by the test user.

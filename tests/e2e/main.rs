@@ -7,6 +7,7 @@ mod cli;
 mod images;
 mod isolation;
 mod pull;
+mod pull_errors;
 mod rig;
 mod run;
 mod terminal;

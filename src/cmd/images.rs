@@ -25,6 +25,8 @@ pub struct Args {
     /// Output format: json.
     #[arg(long)]
     format: Option<String>,
+    /// Only images matching this reference (as --filter reference=…).
+    reference: Option<String>,
 }
 
 enum Filter {
@@ -55,7 +57,10 @@ fn keep(i: &ImageRecord, filters: &[Filter]) -> bool {
 
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     let _ = a.all;
-    let filters = parse_filters(&a.filter)?;
+    let mut filters = parse_filters(&a.filter)?;
+    if let Some(r) = &a.reference {
+        filters.push(Filter::Reference(r.clone()));
+    }
     let mut images: Vec<ImageRecord> = ctx.store.images()?.into_iter().filter(|i| keep(i, &filters)).collect();
     images.sort_by_key(|i| std::cmp::Reverse(i.created));
     match a.format.as_deref() {

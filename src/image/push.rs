@@ -60,7 +60,6 @@ pub fn push(ctx: &Context, o: &PushOptions, progress: &Progress) -> Result<(Stri
     let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| RegistryError::Invalid(format!("the stored manifest of {} is invalid: {e}", img.short_id())))?;
     let repo = &r.repository;
-    progress.message("Getting image source signatures");
     for l in &manifest.layers {
         let path = store.blob_path(&l.digest)?;
         if !path.exists() {

@@ -147,7 +147,10 @@ fn pull_by_digest() {
     let name = format!("{}/test/bb@{digest}", reg.addr);
     e.ok(["pull", "-q", &name]);
     let images = e.ok(["images"]);
-    assert!(images.lines().any(|l| l.starts_with(&format!("{}/test/bb ", reg.addr)) && l.contains("<none>")), "{images}");
+    assert!(
+        images.lines().any(|l| l.starts_with(&format!("{}/test/bb ", reg.addr)) && l.contains("<none>")),
+        "{images}"
+    );
     assert_eq!(e.ok(["run", "--rm", &name, "echo", "by-digest"]), "by-digest\n");
     // A digest the registry does not have.
     let bad = format!("{}/test/bb@sha256:{}", reg.addr, "0".repeat(64));
@@ -260,8 +263,18 @@ fn two_concurrent_pulls_both_succeed_and_store_each_layer_once() {
     let e = Env::new();
     let name = format!("{}/test/ml", reg.addr);
     for _round in 0..3 {
-        let a = e.nook(["pull", "-q", &name]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        let b = e.nook(["pull", "-q", &name]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let a = e
+            .nook(["pull", "-q", &name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let b = e
+            .nook(["pull", "-q", &name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let oa = crate::common::wait_bounded(a, Duration::from_secs(120), "pull a");
         let ob = crate::common::wait_bounded(b, Duration::from_secs(120), "pull b");
         assert_eq!(oa.code, 0, "{oa}");

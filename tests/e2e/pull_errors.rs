@@ -54,7 +54,11 @@ fn truncated_blob() {
 #[test]
 fn manifest_that_is_not_json() {
     let h = Hostile::start(|_, path| {
-        if path == "/v2/" { reply(200, "application/json", b"{}".to_vec()) } else { reply(200, OCI_MANIFEST, b"<html>not a manifest</html>".to_vec()) }
+        if path == "/v2/" {
+            reply(200, "application/json", b"{}".to_vec())
+        } else {
+            reply(200, OCI_MANIFEST, b"<html>not a manifest</html>".to_vec())
+        }
     });
     refused(&format!("{}/test/bb", h.addr), "not valid JSON");
 }
@@ -65,7 +69,9 @@ fn manifest_larger_than_4_mib() {
         if path == "/v2/" {
             return reply(200, "application/json", b"{}".to_vec());
         }
-        let mut body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":""#.to_vec();
+        let mut body =
+            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":""#
+                .to_vec();
         body.extend(std::iter::repeat_n(b'a', 5 << 20));
         body.extend_from_slice(br#""}}"#);
         reply(200, OCI_MANIFEST, body)
@@ -147,7 +153,11 @@ fn layer_with_symlink_escape() {
 
 #[test]
 fn layer_with_hardlink_escape() {
-    hostile_layer(tar_with(&[Entry::Hardlink("evil-hardlink", "../../../../../etc/passwd")]), "hardlink", "evil-hardlink");
+    hostile_layer(
+        tar_with(&[Entry::Hardlink("evil-hardlink", "../../../../../etc/passwd")]),
+        "hardlink",
+        "evil-hardlink",
+    );
 }
 
 #[test]

@@ -264,7 +264,8 @@ fn multiarch_layout(layout: &Path, bb: &[u8]) {
     let mut index_entries = Vec::new();
     for arch in ["amd64", "arm64"] {
         let marker = tar_with(&[Entry::File("arch", format!("{arch}\n").as_bytes(), 0o644)]);
-        let mut m = oci_image_arch(layout, &[(gzip(bb), gz, bb.to_vec()), (gzip(&marker), gz, marker)], &["/bin/sh"], arch);
+        let mut m =
+            oci_image_arch(layout, &[(gzip(bb), gz, bb.to_vec()), (gzip(&marker), gz, marker)], &["/bin/sh"], arch);
         let mut plain = m.clone();
         plain["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": format!("ma-{arch}")});
         entries.push(plain);

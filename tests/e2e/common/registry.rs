@@ -29,7 +29,12 @@ pub fn free_port() -> u16 {
 }
 
 fn have(cmd: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Registry {
@@ -57,7 +62,8 @@ impl Registry {
             let out = Command::new("htpasswd").args(["-Bbn", u, p]).output().expect("htpasswd (apache2-utils)");
             assert!(out.status.success(), "htpasswd failed");
             fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
-            auth_cfg = format!("auth:\n  htpasswd:\n    realm: nook-test\n    path: {}\n", dir.join("htpasswd").display());
+            auth_cfg =
+                format!("auth:\n  htpasswd:\n    realm: nook-test\n    path: {}\n", dir.join("htpasswd").display());
         }
         for _attempt in 0..5 {
             let addr = format!("127.0.0.1:{}", free_port());
@@ -88,7 +94,10 @@ impl Registry {
             let _ = child.kill();
             let _ = child.wait();
         }
-        panic!("docker-registry did not start within 10s: {}", fs::read_to_string(dir.join("registry.log")).unwrap_or_default());
+        panic!(
+            "docker-registry did not start within 10s: {}",
+            fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+        );
     }
 
     fn creds(&self) -> Vec<String> {
@@ -128,11 +137,20 @@ impl Registry {
     /// A manifest's raw bytes and digest, as the registry serves them.
     pub fn manifest(&self, repo: &str, reference: &str) -> (Vec<u8>, String) {
         let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
-        let (status, headers, body) = http(&self.addr, "GET", &format!("/v2/{repo}/manifests/{reference}"), &[("Accept", accept)], &[], self.auth.as_ref());
+        let (status, headers, body) = http(
+            &self.addr,
+            "GET",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Accept", accept)],
+            &[],
+            self.auth.as_ref(),
+        );
         assert_eq!(status, 200, "GET manifest {repo}:{reference}: {}", String::from_utf8_lossy(&body));
         let digest = headers
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().starts_with("docker-content-digest:").then(|| l[22..].trim().to_string()))
+            .find_map(|l| {
+                l.to_ascii_lowercase().starts_with("docker-content-digest:").then(|| l[22..].trim().to_string())
+            })
             .unwrap();
         (body, digest)
     }
@@ -176,7 +194,10 @@ pub fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some((u, p)) = auth {
-        req.push_str(&format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))));
+        req.push_str(&format!(
+            "Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        ));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();

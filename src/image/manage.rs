@@ -132,7 +132,9 @@ pub fn matches_reference(img: &ImageRecord, pattern: &str) -> bool {
         }
         let with_tag: Vec<String> = forms.iter().map(|f| format!("{f}:{tag}")).collect();
         let pat = pattern.as_bytes();
-        if pattern.contains(':') && !pattern.ends_with(']') {
+        // A tag is a ':' after the last '/' (a registry port comes before it).
+        let last = pattern.rsplit('/').next().unwrap_or(pattern);
+        if last.contains(':') {
             with_tag.iter().any(|f| glob(pat, f.as_bytes()))
         } else {
             forms.iter().any(|f| glob(pat, f.as_bytes()))

@@ -84,3 +84,140 @@ fn credentials_from_authfile_env_and_docker_config() {
     e4.ok(["logout", "--authfile", f4.to_str().unwrap(), "--all"]);
     assert!(fs::read_to_string(&f4).unwrap().contains("\"auths\": {}"));
 }
+
+/// base64url without padding (JWT).
+fn b64url(d: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The token (Bearer) flow: the real registry with `auth: token`, and a token server (the
+/// test's own) that checks basic credentials and issues RS256 JWTs signed with openssl, as
+/// docker's auth server does.
+#[test]
+fn bearer_token_flow() {
+    use crate::common::hostile::{Hostile, Request, reply};
+    let have_openssl = std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
+    if !have_openssl {
+        crate::common::skip("openssl is needed (tests/rig/setup-root.sh installs it)");
+        return;
+    }
+    let dir = rig().base.join("token").join(format!("{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key.pem");
+    let cert = dir.join("cert.pem");
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=nook-token-issuer",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req failed");
+    let der = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap()
+        .stdout;
+    let x5c = base64::engine::general_purpose::STANDARD.encode(&der);
+    let key2 = key.clone();
+    let seen_tokens = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = seen_tokens.clone();
+    let token_server = Hostile::start_full(move |r: &Request| {
+        let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("dave:pw"));
+        if !r.path.starts_with("/token") || r.header("authorization") != Some(want.as_str()) {
+            return reply(401, "application/json", br#"{"details":"incorrect username or password"}"#.to_vec());
+        }
+        let query = r.path.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let mut access = Vec::new();
+        for kv in query.split('&') {
+            if let Some(scope) = kv.strip_prefix("scope=") {
+                let scope = pct_decode(scope);
+                let parts: Vec<&str> = scope.split(':').collect();
+                if parts.len() == 3 {
+                    access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": parts[2].split(',').collect::<Vec<_>>()}));
+                }
+            }
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+        let claims = serde_json::json!({
+            "iss": "nook-test-issuer", "sub": "dave", "aud": "nook-test",
+            "exp": now + 600, "nbf": now - 60, "iat": now - 60, "jti": format!("{now}-{}", access.len()),
+            "access": access,
+        });
+        let signing = format!(
+            "{}.{}",
+            b64url(&serde_json::to_vec(&header).unwrap()),
+            b64url(&serde_json::to_vec(&claims).unwrap())
+        );
+        let mut c = std::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&key2)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(signing.as_bytes()).unwrap();
+        let sig = c.wait_with_output().unwrap().stdout;
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let token = format!("{signing}.{}", b64url(&sig));
+        reply(200, "application/json", serde_json::to_vec(&serde_json::json!({ "token": token })).unwrap())
+    });
+    let cfg = format!(
+        "auth:\n  token:\n    realm: http://{}/token\n    service: nook-test\n    issuer: nook-test-issuer\n    rootcertbundle: {}\n",
+        token_server.addr,
+        cert.display()
+    );
+    let Some(reg) = Registry::start_with_config(&cfg, Some(("dave".into(), "pw".into()))) else { return };
+    // skopeo (a real client) pushes through the same token flow.
+    reg.push_fixture("busybox", "test/bb:latest", &[]);
+    let name = format!("{}/test/bb", reg.addr);
+    let e = Env::new();
+    let o = e.run(["pull", "-q", &name]);
+    assert_one_line_error(&o, "authentication required");
+    let o = e.run(["login", "-u", "dave", "-p", "nope", &reg.addr]);
+    assert_one_line_error(&o, "invalid username or password");
+    let before = seen_tokens.load(std::sync::atomic::Ordering::SeqCst);
+    e.ok(["login", "-u", "dave", "-p", "pw", &reg.addr]);
+    e.ok(["pull", "-q", &name]);
+    assert_eq!(e.ok(["run", "--rm", &name, "echo", "token"]), "token\n");
+    e.ok(["push", "-q", &name, &format!("{}/test/copy:1", reg.addr)]);
+    assert!(seen_tokens.load(std::sync::atomic::Ordering::SeqCst) > before, "no token was issued");
+    drop(reg);
+    drop(token_server);
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -23,9 +23,29 @@ pub struct Hostile {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A request as the server saw it.
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// The header lines, lower-cased names (`authorization: Basic …`).
+    pub headers: Vec<String>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.headers.iter().find(|h| h.to_ascii_lowercase().starts_with(&prefix)).map(|h| h[prefix.len()..].trim())
+    }
+}
+
 impl Hostile {
-    /// Serves `answer(method, path)` for every request (`/v2/` answers 200 unless told otherwise).
+    /// Serves `answer(method, path)` for every request.
     pub fn start(answer: impl Fn(&str, &str) -> Reply + Send + Sync + 'static) -> Hostile {
+        Self::start_full(move |r: &Request| answer(&r.method, &r.path))
+    }
+
+    /// Serves `answer(request)` for every request.
+    pub fn start_full(answer: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Hostile {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
@@ -43,7 +63,7 @@ impl Hostile {
     }
 }
 
-fn serve(c: TcpStream, answer: &impl Fn(&str, &str) -> Reply) -> std::io::Result<()> {
+fn serve(c: TcpStream, answer: &impl Fn(&Request) -> Reply) -> std::io::Result<()> {
     c.set_read_timeout(Some(Duration::from_secs(10)))?;
     // A TLS handshake (the client tries https first): hang up, it falls back to http.
     let mut first = [0u8; 1];
@@ -56,16 +76,19 @@ fn serve(c: TcpStream, answer: &impl Fn(&str, &str) -> Reply) -> std::io::Result
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
     loop {
         let mut h = String::new();
         if r.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
             break;
         }
+        headers.push(h.trim_end().to_string());
     }
-    let rep = answer(&method, &path);
+    let rep = answer(&Request { method: method.clone(), path, headers });
     let mut w = c;
     let reason = match rep.status {
         200 => "OK",
+        401 => "Unauthorized",
         404 => "Not Found",
         500 => "Internal Server Error",
         _ => "Status",

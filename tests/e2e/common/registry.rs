@@ -48,7 +48,17 @@ impl Registry {
         Self::start_inner(Some((user.to_string(), pass.to_string())))
     }
 
+    /// A registry with an extra configuration section (`auth: token: …`); `creds` are what
+    /// skopeo pushes with.
+    pub fn start_with_config(extra: &str, creds: Option<(String, String)>) -> Option<Registry> {
+        Self::start_cfg(creds, extra.to_string())
+    }
+
     fn start_inner(auth: Option<(String, String)>) -> Option<Registry> {
+        Self::start_cfg(auth, String::new())
+    }
+
+    fn start_cfg(auth: Option<(String, String)>, extra: String) -> Option<Registry> {
         if !have("docker-registry") || !have("skopeo") {
             skip("docker-registry and skopeo are needed (tests/rig/setup-root.sh installs them)");
             return None;
@@ -57,8 +67,8 @@ impl Registry {
         let dir = rig().base.join("reg").join(format!("{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("data")).unwrap();
-        let mut auth_cfg = String::new();
-        if let Some((u, p)) = &auth {
+        let mut auth_cfg = extra;
+        if let (Some((u, p)), true) = (&auth, auth_cfg.is_empty()) {
             let out = Command::new("htpasswd").args(["-Bbn", u, p]).output().expect("htpasswd (apache2-utils)");
             assert!(out.status.success(), "htpasswd failed");
             fs::write(dir.join("htpasswd"), &out.stdout).unwrap();

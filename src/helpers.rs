@@ -16,7 +16,7 @@ pub fn run_op(args: &[OsString]) -> i32 {
                 return usage();
             };
             let opts = UnpackOptions { squash_owners: rest.iter().any(|a| a == "--squash-owners") };
-            unpack(std::io::stdin().lock(), &dest, &opts)
+            unpack(std::io::stdin(), &dest, &opts)
                 .map_err(|e| e.to_string())
                 .and_then(|st| serde_json::to_writer(std::io::stdout(), &st).map_err(|e| e.to_string()))
         }

@@ -31,7 +31,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             // An empty message: the error was already reported (by a child nook process).
-            let msg = one_line(&format!("{e:#}"));
+            let msg = one_line(&chain(&e));
             if !msg.is_empty() {
                 eprintln!("Error: {msg}");
             }
@@ -50,6 +50,23 @@ fn userns_helper(args: &[OsString]) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// The error and its causes joined with ": ", leaving out a cause whose text the message
+/// already ends with (errors that print their source themselves).
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for c in e.chain() {
+        let t = c.to_string();
+        if out.ends_with(&t) {
+            continue;
+        }
+        if !out.is_empty() && !t.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&t);
+    }
+    out
 }
 
 fn one_line(s: &str) -> String {

@@ -83,22 +83,6 @@ pub fn decompressed<'a>(r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     })
 }
 
-/// Hashes and counts everything read through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    n: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-}
-
 /// A relative path inside the layer, split into validated components.
 fn clean_components(raw: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
     if raw.first() == Some(&b'/') {
@@ -131,28 +115,94 @@ pub struct UnpackOptions {
 }
 
 /// Unpacks the (possibly compressed) tar stream `r` into the existing directory `dest`.
-pub fn unpack(r: impl Read, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats, UnpackError> {
+///
+/// Two threads: one reads, decompresses and hashes the stream (the diff_id), the other parses
+/// the tar and makes the files, so decompression overlaps with the file system work.
+pub fn unpack(r: impl Read + Send, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats, UnpackError> {
     let root = rustix::fs::open(dest, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| UnpackError::Other(format!("cannot open {}: {e}", dest.display())))?;
-    let hashing = HashingReader { inner: decompressed(r).map_err(UnpackError::Read)?, hasher: Sha256::new(), n: 0 };
-    let mut ar = tar::Archive::new(hashing);
-    let mut u = Unpacker { root, opts: opts.clone(), stats: UnpackStats::default(), dirs: Vec::new(), cache: None };
-    for entry in ar.entries().map_err(UnpackError::Read)? {
-        let mut entry = entry.map_err(UnpackError::Read)?;
-        let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
-        u.entry(&mut entry, &raw).map_err(|e| match e {
-            EntryError::Refused(why) => UnpackError::Refused { path: shown.clone(), why },
-            EntryError::Io(source) => UnpackError::Entry { path: shown.clone(), source },
-        })?;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+        let producer = scope.spawn(move || {
+            let mut hasher = Sha256::new();
+            let mut n = 0u64;
+            let mut d = match decompressed(r) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return (hasher, n);
+                }
+            };
+            loop {
+                let mut buf = vec![0u8; 256 << 10];
+                match d.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(k) => {
+                        buf.truncate(k);
+                        hasher.update(&buf);
+                        n += k as u64;
+                        if tx.send(Ok(buf)).is_err() {
+                            break; // the unpacker stopped (an error): nothing more to do
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
+            }
+            (hasher, n)
+        });
+        let reader = ChannelReader { rx, cur: Vec::new(), pos: 0 };
+        let mut ar = tar::Archive::new(reader);
+        let mut u = Unpacker { root, opts: opts.clone(), stats: UnpackStats::default(), dirs: Vec::new(), cache: None };
+        for entry in ar.entries().map_err(UnpackError::Read)? {
+            let mut entry = entry.map_err(UnpackError::Read)?;
+            let raw = entry.path_bytes().into_owned();
+            let shown = String::from_utf8_lossy(&raw).into_owned();
+            u.entry(&mut entry, &raw).map_err(|e| match e {
+                EntryError::Refused(why) => UnpackError::Refused { path: shown.clone(), why },
+                EntryError::Io(source) => UnpackError::Entry { path: shown.clone(), source },
+            })?;
+        }
+        // Drain: the digest covers the whole stream, including tar padding after the last entry.
+        let mut inner = ar.into_inner();
+        io::copy(&mut inner, &mut io::sink()).map_err(UnpackError::Read)?;
+        drop(inner);
+        let (hasher, n) =
+            producer.join().map_err(|_| UnpackError::Other("the decompressing thread panicked".into()))?;
+        u.finish_dirs();
+        u.stats.diff_id = format!("sha256:{}", hex::encode(hasher.finalize()));
+        u.stats.tar_size = n;
+        Ok(u.stats)
+    })
+}
+
+/// Reads the chunks the decompressing thread sends.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => {
+                    self.cur = b;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let k = buf.len().min(self.cur.len() - self.pos);
+        buf[..k].copy_from_slice(&self.cur[self.pos..self.pos + k]);
+        self.pos += k;
+        Ok(k)
     }
-    // Drain: the digest covers the whole stream, including tar padding after the last entry.
-    let mut inner = ar.into_inner();
-    io::copy(&mut inner, &mut io::sink()).map_err(UnpackError::Read)?;
-    u.finish_dirs();
-    u.stats.diff_id = format!("sha256:{}", hex::encode(inner.hasher.finalize()));
-    u.stats.tar_size = inner.n;
-    Ok(u.stats)
 }
 
 enum EntryError {

@@ -2,8 +2,8 @@
 //!
 //! - docker-archive: `manifest.json` (`[{Config, RepoTags, Layers}]`), the config as
 //!   `<hex>.json`, and each layer as an uncompressed tar `<diff_id hex>.tar` (decompressed from
-//!   the kept blob). Loads what `docker save` (old and new layouts, with symlinked layers) and
-//!   `podman save` write.
+//!   the kept blob). Loads what `docker save` (the old layout with symlinked layers, and the
+//!   OCI-based one of docker 25+, through its manifest.json) and `podman save` write.
 //! - oci-archive: a tar of an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`),
 //!   the blobs as stored; docker v2s2 manifests are written as OCI manifests (same config, so
 //!   the same image ID). Loads what `skopeo copy … oci-archive:` and `podman save --format
@@ -505,7 +505,7 @@ fn load_oci(ctx: &Context, x: &Extracted) -> Result<Vec<Found>, StorageError> {
         let name = d
             .annotations
             .as_ref()
-            .and_then(|a| a.get("org.opencontainers.image.ref.name").or_else(|| a.get("io.containers.image.ref.name")))
+            .and_then(|a| a.get("io.containerd.image.name").or_else(|| a.get("org.opencontainers.image.ref.name")))
             .and_then(|n| Reference::parse(n).ok())
             .map(|r| r.qualified_with("localhost").to_string());
         match out.iter_mut().find(|f| f.manifest == body) {
@@ -524,10 +524,11 @@ pub fn load(ctx: &Context, input: impl Read) -> Result<Vec<ImageRecord>, Storage
     let (tmp, _guard) = store.tmp_dir()?;
     let r = (|| {
         let x = Extracted::extract(input, &tmp)?;
-        let found = if x.path("index.json").is_ok() && x.path("oci-layout").is_ok() {
-            load_oci(ctx, &x)?
-        } else if x.path("manifest.json").is_ok() {
+        // docker save (25+) writes both: its manifest.json has the full names (RepoTags).
+        let found = if x.path("manifest.json").is_ok() {
             load_docker(ctx, &x)?
+        } else if x.path("index.json").is_ok() && x.path("oci-layout").is_ok() {
+            load_oci(ctx, &x)?
         } else {
             return Err(other(
                 "the archive is neither a docker-archive (manifest.json) nor an oci-archive (index.json)",

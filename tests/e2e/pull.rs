@@ -326,3 +326,58 @@ fn a_pull_killed_at_any_point_leaves_no_broken_image_and_pulling_again_works() {
     e.ok(["pull", "-q", &name]);
     assert_eq!(e.ok(["run", "--rm", &name, "cat", "/layer3.txt"]), "zstd layer\n");
 }
+
+#[test]
+fn progress_bars_on_a_terminal_and_nothing_with_quiet() {
+    let Some(reg) = Registry::start() else { return };
+    reg.push_fixture("multilayer", "test/ml:latest", &[]);
+    let e = Env::new();
+    let name = format!("{}/test/ml", reg.addr);
+    // `script` gives nook a terminal: one bar per layer with bytes and rate, then the ID.
+    let cmd = format!("{} pull {name}", crate::common::rig().nook.display());
+    let o = run_bounded(
+        e.command("script").env("TERM", "xterm").args(["-qec", &cmd, "/dev/null"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stdout.contains("Copying blob") && o.stdout.contains("/s") && o.stdout.contains("done"), "{o}");
+    let id = e.ok(["images", "-q", "--no-trunc"]).trim().trim_start_matches("sha256:").to_string();
+    assert!(o.stdout.trim_end().ends_with(&id), "the last line is the image ID: {o}");
+    e.ok(["rmi", "-a"]);
+    let cmd = format!("{} pull -q {name}", crate::common::rig().nook.display());
+    let o = run_bounded(
+        e.command("script").env("TERM", "xterm").args(["-qec", &cmd, "/dev/null"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(o.code, 0, "{o}");
+    assert_eq!(o.stdout.trim(), id, "{o}");
+}
+
+#[test]
+fn pulls_racing_with_prune_and_rmi_never_leave_a_broken_image() {
+    let Some(reg) = Registry::start() else { return };
+    reg.push_fixture("multilayer", "test/ml:latest", &[]);
+    let e = Env::new();
+    let name = format!("{}/test/ml", reg.addr);
+    for _round in 0..4 {
+        let spawn = |args: &[&str]| {
+            e.nook(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        };
+        let p = spawn(&["pull", "-q", &name]);
+        let r1 = spawn(&["image", "prune", "-a"]);
+        let r2 = spawn(&["rmi", "-a", "-f"]);
+        let op = crate::common::wait_bounded(p, Duration::from_secs(120), "pull");
+        let o1 = crate::common::wait_bounded(r1, Duration::from_secs(120), "prune");
+        let o2 = crate::common::wait_bounded(r2, Duration::from_secs(120), "rmi");
+        assert_eq!(op.code, 0, "{op}");
+        assert_eq!(o1.code, 0, "{o1}");
+        assert_eq!(o2.code, 0, "{o2}");
+        // Whatever order they ran in: a listed image is complete and runs.
+        if !e.ok(["images", "-q"]).is_empty() {
+            assert_eq!(e.ok(["run", "--rm", &name, "cat", "/layer3.txt"]), "zstd layer\n");
+        }
+        e.ok(["rmi", "-a"]);
+        assert_eq!(count(&e.store().join("layers")), 0);
+        assert_eq!(count(&e.store().join("blobs/sha256")), 0);
+    }
+}

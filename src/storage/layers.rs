@@ -160,8 +160,24 @@ impl Store {
             UnpackInput::Inherit => Stdio::inherit(),
             UnpackInput::Pipe => Stdio::piped(),
         };
+        // The helper inherits the temporary directory's lock, so that a command that died
+        // (kill -9) cannot have its directory cleaned up while the helper still writes into it,
+        // and it dies with its parent (see `helpers`).
+        let lock_fd = guard.raw_fd();
         let child = crate::userns::spawn_helper(maps, &HelperOp::Nook(args), false, |c| {
+            use std::os::unix::process::CommandExt;
             c.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.env("_NOOK_PARENT_PID", std::process::id().to_string());
+            // SAFETY: runs between fork and exec; fcntl is async-signal-safe and the closure
+            // only uses an integer captured by value.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::fcntl(lock_fd, libc::F_SETFD, 0) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         });
         match child {
             Ok(child) => Ok(PendingUnpack { child, tmp, _guard: guard }),

@@ -44,7 +44,13 @@ http:
 EOF
 docker-registry serve "$W/registry/config.yml" > "$W/registry/log" 2>&1 &
 RPID=$!
-trap 'kill $RPID 2>/dev/null || true; wait $RPID 2>/dev/null || true' EXIT
+cleanup() {
+  kill "$RPID" 2>/dev/null || true
+  wait "$RPID" 2>/dev/null || true
+  # rootless podman's pause process for this benchmark's user environment
+  [ -f "$W/run/libpod/tmp/pause.pid" ] && kill "$(cat "$W/run/libpod/tmp/pause.pid")" 2>/dev/null || true
+}
+trap cleanup EXIT
 for _ in $(seq 200); do curl -fs "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.05; done
 skopeo copy -q --dest-tls-verify=false "oci:$LAYOUT:debian" "docker://$REG/bench/debian:latest"
 IMG=$REG/bench/debian:latest

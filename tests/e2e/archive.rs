@@ -9,6 +9,20 @@ use crate::common::registry::{Registry, share};
 use crate::common::{Env, rig, run_bounded, skip};
 use crate::pull::{assert_nothing_stored, assert_one_line_error};
 
+/// Stops the pause process rootless podman leaves running for this test's user environment
+/// (its PID is in `$XDG_RUNTIME_DIR/libpod/tmp/pause.pid`), even when the test fails.
+struct PodmanPause(std::path::PathBuf);
+
+impl Drop for PodmanPause {
+    fn drop(&mut self) {
+        if let Some(pid) = fs::read_to_string(&self.0).ok().and_then(|p| p.trim().parse::<i32>().ok())
+            && pid > 1
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
 fn have(cmd: &str) -> bool {
     Command::new("sh").arg("-c").arg(format!("command -v {cmd} >/dev/null")).status().is_ok_and(|s| s.success())
 }
@@ -56,6 +70,7 @@ fn archives_from_skopeo_and_podman_load_and_nook_archives_load_into_podman() {
         return;
     }
     let e = Env::new();
+    let _pause = PodmanPause(e.run.join("libpod/tmp/pause.pid"));
     // skopeo's oci-archive.
     let sk = e.dir.join("skopeo-oci.tar");
     let st = Command::new("skopeo")

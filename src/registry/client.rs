@@ -164,16 +164,18 @@ fn error_detail(body: &[u8]) -> String {
 fn transport_why(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Io(io) => io.to_string(),
-        ureq::Error::Timeout(t) => format!("timed out ({t:?}) after waiting {}s", timeout_secs(t)),
+        ureq::Error::Timeout(ureq::Timeout::Connect) => {
+            format!("timed out after {}s connecting", CONNECT_TIMEOUT.as_secs())
+        }
+        ureq::Error::Timeout(ureq::Timeout::RecvResponse) => {
+            format!("timed out after {}s waiting for the registry to answer", READ_TIMEOUT.as_secs())
+        }
+        ureq::Error::Timeout(ureq::Timeout::PerRead) => {
+            format!("the registry sent nothing for {}s", READ_TIMEOUT.as_secs())
+        }
+        ureq::Error::Timeout(t) => format!("timed out ({t:?})"),
         ureq::Error::HostNotFound => "host not found".into(),
         other => other.to_string(),
-    }
-}
-
-fn timeout_secs(t: &ureq::Timeout) -> u64 {
-    match t {
-        ureq::Timeout::Connect => CONNECT_TIMEOUT.as_secs(),
-        _ => READ_TIMEOUT.as_secs(),
     }
 }
 

@@ -83,6 +83,19 @@ fn archives_from_skopeo_and_podman_load_and_nook_archives_load_into_podman() {
     share(&sk);
     let o = e.ok(["load", "-i", sk.to_str().unwrap()]);
     assert!(o.contains("Loaded image: example.com/ml:1"), "{o}");
+    // skopeo's docker-archive (RepoTags without a registry: docker.io, as docker names them).
+    let skd = e.dir.join("skopeo-docker.tar");
+    let st = Command::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(format!("oci:{}:busybox", rig().fixtures.join("oci").display()))
+        .arg(format!("docker-archive:{}:sk/bb:2", skd.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    share(&skd);
+    let o = e.ok(["load", "-i", skd.to_str().unwrap()]);
+    assert!(o.contains("Loaded image: docker.io/sk/bb:2"), "{o}");
+    assert_eq!(e.ok(["run", "--rm", "sk/bb:2", "echo", "skopeo"]), "skopeo\n");
     assert_eq!(e.ok(["run", "--rm", "example.com/ml:1", "cat", "/layer3.txt"]), "zstd layer\n");
     // nook's archives into podman (run as the same user, its own storage under HOME).
     e.import_busybox();

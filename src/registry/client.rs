@@ -263,7 +263,20 @@ impl Client {
                     st.challenge = challenge;
                     return Ok(());
                 }
-                Err(e) => last = transport_why(&e),
+                Err(e) => {
+                    tracing::debug!("GET {base}/v2/: {e:?}");
+                    last = transport_why(&e);
+                    // A certificate that does not verify is not a registry without TLS: no
+                    // falling back to plain http, say why.
+                    let tls = matches!(&e, ureq::Error::Rustls(_))
+                        || matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData);
+                    if tls && last.contains("certificate") {
+                        last = format!(
+                            "TLS: {last}; for a registry without a trusted certificate use --tls-verify=false or insecure = true in registries.conf"
+                        );
+                        break;
+                    }
+                }
             }
         }
         Err(RegistryError::Connect { registry: self.registry.clone(), why: last })

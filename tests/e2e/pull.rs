@@ -381,3 +381,36 @@ fn pulls_racing_with_prune_and_rmi_never_leave_a_broken_image() {
         assert_eq!(count(&e.store().join("blobs/sha256")), 0);
     }
 }
+
+#[test]
+fn tls_registry_needs_a_trusted_certificate_or_tls_verify_false() {
+    let Some(probe) = Registry::start() else { return };
+    drop(probe);
+    let dir = crate::common::rig().base.join("tls").join(format!("{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let st = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req failed");
+    let cfg = format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display());
+    let Some(reg) = Registry::start_with_http_extra(&cfg) else { return };
+    reg.push_fixture("busybox", "test/bb:latest", &[]);
+    let name = format!("{}/test/bb", reg.addr);
+    let e = Env::new();
+    let o = e.run(["pull", "-q", &name]);
+    assert_one_line_error(&o, "certificate");
+    assert!(o.stderr.contains("--tls-verify=false"), "{o}");
+    assert_nothing_stored(&e);
+    e.ok(["pull", "-q", "--tls-verify=false", &name]);
+    assert_eq!(e.ok(["run", "--rm", &name, "echo", "over tls"]), "over tls\n");
+    drop(reg);
+    let _ = fs::remove_dir_all(&dir);
+}

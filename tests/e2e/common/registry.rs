@@ -58,7 +58,16 @@ impl Registry {
         Self::start_cfg(auth, String::new())
     }
 
+    /// A registry with extra lines in its `http:` section (`  tls: …`).
+    pub fn start_with_http_extra(http: &str) -> Option<Registry> {
+        Self::start_full(None, String::new(), http.to_string())
+    }
+
     fn start_cfg(auth: Option<(String, String)>, extra: String) -> Option<Registry> {
+        Self::start_full(auth, extra, String::new())
+    }
+
+    fn start_full(auth: Option<(String, String)>, extra: String, http_extra: String) -> Option<Registry> {
         if !have("docker-registry") || !have("skopeo") {
             skip("docker-registry and skopeo are needed (tests/rig/setup-root.sh installs them)");
             return None;
@@ -78,7 +87,7 @@ impl Registry {
         for _attempt in 0..5 {
             let addr = format!("127.0.0.1:{}", free_port());
             let cfg = format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_cfg}",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_extra}{auth_cfg}",
                 dir.join("data").display()
             );
             fs::write(dir.join("config.yml"), cfg).unwrap();

@@ -25,6 +25,8 @@ pub fn run_op(args: &[OsString]) -> i32 {
                 eprintln!("Error: the command that started this unpack is gone");
                 return 1;
             }
+            // Entries are created with the modes the tar gives (see unpack).
+            rustix::process::umask(rustix::fs::Mode::empty());
             let opts = UnpackOptions { squash_owners: rest.iter().any(|a| a == "--squash-owners") };
             unpack(std::io::stdin(), &dest, &opts)
                 .map_err(|e| e.to_string())

@@ -339,6 +339,8 @@ fn fetch_layer(
         return Ok(());
     }
     let what = format!("fetching blob {}", desc.digest);
+    let started = std::time::Instant::now();
+    tracing::debug!("layer {}: downloading {} bytes", desc.digest, desc.size);
     let bar = progress.blob("Copying", &desc.digest, desc.size);
     let mut blob = store.blob_writer()?;
     let mut pending = if have_layer { None } else { Some(store.start_unpack(maps, UnpackInput::Pipe)?) };
@@ -415,6 +417,7 @@ fn fetch_layer(
         return Err(e);
     }
     fault("blob-downloaded");
+    tracing::debug!("layer {}: downloaded and verified after {:?}", desc.digest, started.elapsed());
     if let Some(p) = pending {
         p.finish(store, maps, Some(diff_id)).map_err(|e| {
             bar.failed();
@@ -424,6 +427,7 @@ fn fetch_layer(
     fault("layer-unpacked");
     blob.commit(store, &desc.digest)?;
     fault("blob-committed");
+    tracing::debug!("layer {}: stored after {:?}", desc.digest, started.elapsed());
     bar.done();
     Ok(())
 }

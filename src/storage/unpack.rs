@@ -156,7 +156,16 @@ pub fn unpack(r: impl Read + Send, dest: &Path, opts: &UnpackOptions) -> Result<
         });
         let reader = ChannelReader { rx, cur: Vec::new(), pos: 0 };
         let mut ar = tar::Archive::new(reader);
-        let mut u = Unpacker { root, opts: opts.clone(), stats: UnpackStats::default(), dirs: Vec::new(), cache: None };
+        let mut u = Unpacker {
+            root,
+            opts: opts.clone(),
+            stats: UnpackStats::default(),
+            dirs: Vec::new(),
+            cache: None,
+            me: (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()),
+            umask_zero: umask_is_zero(),
+            setgid_dirs: std::collections::HashSet::new(),
+        };
         for entry in ar.entries().map_err(UnpackError::Read)? {
             let mut entry = entry.map_err(UnpackError::Read)?;
             let raw = entry.path_bytes().into_owned();
@@ -230,6 +239,20 @@ struct Unpacker {
     dirs: Vec<(Vec<u8>, i64)>,
     /// The last parent directory opened, reused while entries stay in it.
     cache: Option<(Vec<u8>, OwnedFd)>,
+    /// Who new files belong to without a chown (this process's effective ids).
+    me: (u32, u32),
+    /// The umask is 0: files and directories can be created with their final mode.
+    umask_zero: bool,
+    /// Directories of this layer with the set-group-ID bit (new entries inherit their group).
+    setgid_dirs: std::collections::HashSet<Vec<u8>>,
+}
+
+/// The process's umask, read without changing it (`Umask:` in /proc/self/status).
+fn umask_is_zero() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim() == "0000")))
+        .unwrap_or(false)
 }
 
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
@@ -281,6 +304,30 @@ impl Unpacker {
             return (0, 0);
         }
         (u32::try_from(uid).unwrap_or(0), u32::try_from(gid).unwrap_or(0))
+    }
+
+    /// Does an entry created in `parent` need a chown to get `uid:gid`? Not when those are
+    /// this process's ids (root, in the user namespace) and the parent is not set-group-ID.
+    fn needs_chown(&mut self, parent: &[&[u8]], uid: u64, gid: u64) -> bool {
+        let (u, g) = self.owner(uid, gid);
+        (u, g) != self.me || (!parent.is_empty() && self.setgid_dirs.contains(&join(parent)))
+    }
+
+    /// Runs `make`; if the name is taken, clears it (as the tar format says a later entry
+    /// replaces an earlier one) and runs `make` again. Saves a stat per entry.
+    fn create(
+        &mut self,
+        dir: &OwnedFd,
+        name: &CStr,
+        mut make: impl FnMut() -> rustix::io::Result<()>,
+    ) -> Result<(), EntryError> {
+        match make() {
+            Err(rustix::io::Errno::EXIST) => {
+                self.clear(dir, name, false)?;
+                make().map_err(Into::into)
+            }
+            r => r.map_err(Into::into),
+        }
     }
 
     /// chown (without following symlinks); owners outside the mapped range go to root.
@@ -349,39 +396,71 @@ impl Unpacker {
         }
 
         let name = cstr(last)?;
+        // With umask 0 and no chown, an entry is created with its final mode and needs no
+        // chmod — unless it has set-user/group-ID bits, which mkdir ignores and a write or a
+        // chown clears: those get their mode at the end.
+        let chown = self.needs_chown(parents, uid, gid);
+        let direct = self.umask_zero && !chown && mode & 0o6000 == 0;
         match kind {
             tar::EntryType::Directory => {
-                self.clear(&dir, &name, true)?;
-                match rustix::fs::mkdirat(&dir, name.as_c_str(), Mode::from_raw_mode(0o700)) {
-                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                let create_mode = Mode::from_raw_mode(if direct { mode } else { 0o700 });
+                match rustix::fs::mkdirat(&dir, name.as_c_str(), create_mode) {
+                    Ok(()) => {}
+                    Err(rustix::io::Errno::EXIST) => {
+                        // An existing directory stays (its content merges); anything else goes.
+                        self.clear(&dir, &name, true)?;
+                        match rustix::fs::mkdirat(&dir, name.as_c_str(), create_mode) {
+                            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                        self.chown(&dir, &name, uid, gid)?;
+                        rustix::fs::chmodat(&dir, name.as_c_str(), Mode::from_raw_mode(mode), AtFlags::empty())?;
+                    }
                     Err(e) => return Err(e.into()),
                 }
-                self.chown(&dir, &name, uid, gid)?;
-                rustix::fs::chmodat(&dir, name.as_c_str(), Mode::from_raw_mode(mode), AtFlags::empty())?;
+                if chown {
+                    self.chown(&dir, &name, uid, gid)?;
+                }
+                if !direct {
+                    rustix::fs::chmodat(&dir, name.as_c_str(), Mode::from_raw_mode(mode), AtFlags::empty())?;
+                }
+                if mode & 0o2000 != 0 {
+                    self.setgid_dirs.insert(join(&comps));
+                }
                 self.dirs.push((join(&comps), mtime));
                 self.cache = None;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                self.clear(&dir, &name, false)?;
-                let fd = rustix::fs::openat(
-                    &dir,
-                    name.as_c_str(),
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )?;
-                let mut f = std::fs::File::from(fd);
+                let create_mode = Mode::from_raw_mode(if direct { mode } else { 0o600 });
+                let mut fd = None;
+                self.create(&dir, &name, || {
+                    fd = Some(rustix::fs::openat(
+                        &dir,
+                        name.as_c_str(),
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        create_mode,
+                    )?);
+                    Ok(())
+                })?;
+                let mut f = std::fs::File::from(fd.ok_or_else(|| io::Error::other("file not created"))?);
                 let n = io::copy(e, &mut f)?;
                 self.stats.content_size += n;
-                self.chown(&dir, &name, uid, gid)?;
-                // After chown: chown clears set-user-ID and set-group-ID bits.
-                rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))?;
+                if chown {
+                    self.chown(&dir, &name, uid, gid)?;
+                }
+                if !direct {
+                    // After chown: chown clears set-user-ID and set-group-ID bits.
+                    rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))?;
+                }
                 set_times(f.as_fd(), None, mtime)?;
             }
             tar::EntryType::Symlink => {
                 let target = e.link_name_bytes().ok_or(EntryError::Refused("symlink without a target"))?;
-                self.clear(&dir, &name, false)?;
-                rustix::fs::symlinkat(cstr(&target)?.as_c_str(), &dir, name.as_c_str())?;
-                self.chown(&dir, &name, uid, gid)?;
+                let target = cstr(&target)?;
+                self.create(&dir, &name, || rustix::fs::symlinkat(target.as_c_str(), &dir, name.as_c_str()))?;
+                if chown {
+                    self.chown(&dir, &name, uid, gid)?;
+                }
                 set_times(dir.as_fd(), Some(&name), mtime)?;
             }
             tar::EntryType::Link => {
@@ -771,6 +850,34 @@ mod tests {
         let t = b.into_inner().unwrap();
         unpack(&t[..], d.path(), &opts()).unwrap();
         assert_eq!(std::fs::metadata(d.path().join("su")).unwrap().permissions().mode() & 0o7777, 0o4755);
+    }
+
+    #[test]
+    fn entries_in_a_setgid_directory_get_the_group_the_tar_gives() {
+        // Needs chown to another group: only as root (CI runs the tests as root).
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, mode, gid) in
+            [("sg/", tar::EntryType::Directory, 0o2775, 50), ("sg/f", tar::EntryType::Regular, 0o644, 0)]
+        {
+            let mut h = tar::Header::new_gnu();
+            h.set_path(path).unwrap();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(0);
+            h.set_gid(gid);
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, &b""[..]).unwrap();
+        }
+        let t = b.into_inner().unwrap();
+        unpack(&t[..], d.path(), &opts()).unwrap();
+        let sg = std::fs::metadata(d.path().join("sg")).unwrap();
+        assert_eq!((sg.gid(), sg.permissions().mode() & 0o7777), (50, 0o2775));
+        assert_eq!(std::fs::metadata(d.path().join("sg/f")).unwrap().gid(), 0);
     }
 
     #[test]

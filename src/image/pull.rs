@@ -33,7 +33,7 @@ use crate::registry::media::{self, Descriptor, ImageManifest, Parsed, Platform};
 use crate::registry::{Client, ClientOptions, MAX_CONFIG_SIZE, RegistryError};
 use crate::storage::blobs::digest_hex;
 use crate::storage::layers::UnpackInput;
-use crate::storage::{ImageRecord, Store};
+use crate::storage::ImageRecord;
 
 /// How long a pull waits for another command that is fetching the same layer.
 pub const LAYER_LOCK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -430,9 +430,4 @@ fn fetch_layer(
     tracing::debug!("layer {}: stored after {:?}", desc.digest, started.elapsed());
     bar.done();
     Ok(())
-}
-
-/// Is `store` missing anything the image `rec` needs?
-pub fn image_complete(store: &Store, rec: &ImageRecord) -> bool {
-    rec.layers.iter().all(|d| store.has_layer(d)) && store.has_blob(&rec.config)
 }

@@ -9,6 +9,7 @@
 //!                         as it came (compressed or not), named by the image's manifest
 //! layers/<hex>/           one unpacked layer per diff_id: diff/ + layer.json
 //! locks/<hex>             per-layer locks (by diff_id), held while a command fetches a layer
+//!                         (empty files, kept: removing a lock file others may open is unsafe)
 //! containers/<id>/        container.json, config.json (OCI runtime spec), state.json, lock,
 //!                         and the driver's data (upper/ work/ merged/, or rootfs/)
 //! names/<name>            name -> container id (O_EXCL creation makes names unique)

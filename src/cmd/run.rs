@@ -77,7 +77,9 @@ pub fn begin_early() -> Option<nook::runtime::Pending> {
 }
 
 pub fn run(ctx: &Context, a: &Args, early: Option<nook::runtime::Pending>) -> anyhow::Result<i32> {
-    let (first, cmd) = a.args.split_first().expect("clap requires one argument");
+    let Some((first, cmd)) = a.args.split_first() else {
+        anyhow::bail!("an image (or --rootfs directory) is required")
+    };
     let labels = a
         .label
         .iter()

@@ -47,7 +47,7 @@ pub fn run_op(args: &[OsString]) -> i32 {
             let Some(dir) = rest.first().map(PathBuf::from) else {
                 return usage();
             };
-            crate::storage::driver::probe_overlay(&dir)
+            crate::runtime::probe_overlay(&dir)
         }
         _ => return usage(),
     };

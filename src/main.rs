@@ -12,9 +12,15 @@ fn main() {
     if args.get(1).is_some_and(|a| a == "__userns") {
         std::process::exit(userns_helper(&args[2..]));
     }
+    // `nook run` starts the container's user namespace first: newuidmap and newgidmap, slow
+    // setuid helpers, then run while the arguments are parsed and the container is prepared.
+    let early = if args.get(1).is_some_and(|a| a == "run") { cmd::run::begin_early() } else { None };
     let cli = match cmd::Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
+            if let Some(p) = early {
+                p.abort();
+            }
             use clap::error::ErrorKind;
             let code = match e.kind() {
                 ErrorKind::DisplayHelp
@@ -27,7 +33,7 @@ fn main() {
         }
     };
     init_logging(cli.log_level());
-    let code = match cmd::dispatch(cli) {
+    let code = match cmd::dispatch(cli, early) {
         Ok(code) => code,
         Err(e) => {
             // An empty message: the error was already reported (by a child nook process).

@@ -14,7 +14,7 @@ mod pull;
 mod push;
 mod rm;
 mod rmi;
-mod run;
+pub mod run;
 mod save;
 mod tag;
 mod unshare;
@@ -104,10 +104,25 @@ impl Cli {
     }
 }
 
-/// Runs the command; returns the exit code.
-pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+/// Runs the command; returns the exit code. `early` is a container setup process that `run`
+/// started before the arguments were parsed.
+pub fn dispatch(cli: Cli, early: Option<nook::runtime::Pending>) -> anyhow::Result<i32> {
+    if !matches!(cli.command, Command::Run(_))
+        && let Some(p) = early
+    {
+        p.abort();
+        return dispatch(cli, None);
+    }
     match &cli.command {
-        Command::Run(a) => run::run(&cli.context()?, a),
+        Command::Run(a) => match cli.context() {
+            Ok(ctx) => run::run(&ctx, a, early),
+            Err(e) => {
+                if let Some(p) = early {
+                    p.abort();
+                }
+                Err(e)
+            }
+        },
         Command::Import(a) => import::run(&cli.context()?, a),
         Command::Images(a) => images::run(&cli.context()?, a),
         Command::Rmi(a) => rmi::run(&cli.context()?, a),

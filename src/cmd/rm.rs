@@ -20,6 +20,7 @@ pub struct Args {
 /// podman's exit codes: 1 no such container, 2 a container is running, 125 anything else.
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     let store = &ctx.store;
+    store.collect_incomplete_containers(&ctx.maps);
     let targets: Vec<String> =
         if a.all { store.containers()?.into_iter().map(|c| c.id).collect() } else { a.containers.clone() };
     if targets.is_empty() && !a.all {

@@ -83,8 +83,16 @@ pub struct Args {
     args: Vec<String>,
 }
 
-pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
-    let (first, cmd) = a.args.split_first().expect("clap requires one argument");
+/// Starts the container's setup process before anything else (see `main`). A failure here is
+/// not reported: the normal path starts it again and reports the error.
+pub fn begin_early() -> Option<nook::runtime::Pending> {
+    nook::runtime::begin(&nook::userns::IdMappings::for_current_user()).ok()
+}
+
+pub fn run(ctx: &Context, a: &Args, early: Option<nook::runtime::Pending>) -> anyhow::Result<i32> {
+    let Some((first, cmd)) = a.args.split_first() else {
+        anyhow::bail!("an image (or --rootfs directory) is required")
+    };
     let labels = a
         .label
         .iter()
@@ -115,25 +123,34 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
         privileged: a.privileged,
         labels,
     };
-    if !a.rootfs {
-        ensure_image(ctx, a, first)?;
-    }
-    let c = container::create(ctx, &opts)?;
-    Ok(container::run_attached(ctx, &c)?)
+    let early = if a.rootfs { early } else { ensure_image(ctx, a, first, early)? };
+    Ok(container::run(ctx, &opts, early)?)
 }
 
 /// `--pull`: pulls the image first when the policy asks for it. The pull runs in a child
 /// `nook pull` process: this process must stay single-threaded so that it can create the
 /// container's user namespace, and a pull uses threads. When the image is stored and the
 /// policy is `missing` (the default), this costs one read of images.json.
-fn ensure_image(ctx: &Context, a: &Args, image: &str) -> anyhow::Result<()> {
+/// `early` (the container setup process `main` started) is kept when nothing is pulled; a
+/// pull stops it first (it would time out waiting) and the run starts a fresh one.
+fn ensure_image(
+    ctx: &Context,
+    a: &Args,
+    image: &str,
+    early: Option<nook::runtime::Pending>,
+) -> anyhow::Result<Option<nook::runtime::Pending>> {
     use std::io::IsTerminal;
     use std::os::unix::process::CommandExt;
 
     let present = match ctx.store.find_image(image) {
         Ok(_) => true,
         Err(nook::storage::StorageError::ImageNotFound(_)) => false,
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            if let Some(p) = early {
+                p.abort();
+            }
+            return Err(e.into());
+        }
     };
     let pull = match a.pull.as_str() {
         "never" => false,
@@ -141,7 +158,10 @@ fn ensure_image(ctx: &Context, a: &Args, image: &str) -> anyhow::Result<()> {
         _ => true,
     };
     if !pull {
-        return Ok(());
+        return Ok(early);
+    }
+    if let Some(p) = early {
+        p.abort();
     }
     let mut c = std::process::Command::new("/proc/self/exe");
     c.arg0("nook").arg("--root").arg(&ctx.paths.root).arg("--runroot").arg(&ctx.paths.runroot);
@@ -165,11 +185,11 @@ fn ensure_image(ctx: &Context, a: &Args, image: &str) -> anyhow::Result<()> {
     c.arg(image).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
     let status = c.status().map_err(|e| anyhow::anyhow!("running nook pull for {image}: {e}"))?;
     if status.success() {
-        return Ok(());
+        return Ok(None);
     }
     if a.pull == "newer" && present {
         eprintln!("nook: could not check {image} for a newer image; using the stored one");
-        return Ok(());
+        return Ok(None);
     }
     // The child already printed the one-line error.
     Err(super::Failure { code: 125, msg: String::new() }.into())

@@ -14,7 +14,7 @@ use crate::monitor::Foreground;
 use crate::net::{self, NetworkMode};
 use crate::runtime::spec::{BindVolume, ContainerConfig, build, effective_caps};
 use crate::runtime::user::resolve_user;
-use crate::runtime::{RuntimeError, SpawnConfig, parse_cap};
+use crate::runtime::{self, Pending, RootfsSetup, RuntimeError, SpawnConfig, parse_cap};
 use crate::storage::containers::{process_start_time, valid_name};
 use crate::storage::driver;
 use crate::storage::{ContainerRecord, ContainerState, ContainerStatus, StorageError};
@@ -251,11 +251,14 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
     };
     let created = store.create_container(&rec);
     drop(lock);
-    if let Err(e) = created {
-        store.release_name(&name, &id);
-        let _ = store.remove_tree(&store.container_dir(&id), &ctx.maps);
-        return Err(e.into());
-    }
+    let _creating = match created {
+        Ok(guard) => guard,
+        Err(e) => {
+            store.release_name(&name, &id);
+            let _ = store.remove_tree(&store.container_dir(&id), &ctx.maps);
+            return Err(e.into());
+        }
+    };
     let rest = (|| -> Result<Spec, ContainerError> {
         driver::create_rootfs(store, &ctx.maps, &rec)?;
         let cfg = ContainerConfig {
@@ -277,8 +280,9 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
             None => driver::rootfs_dir_hint(store, &rec),
         };
         let spec = build(&cfg, &ctx.maps, root).map_err(ContainerError::Invalid)?;
-        let data = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Io(e.to_string()))?;
-        crate::util::fs::write_atomic(&store.container_dir(&id).join("config.json"), &data)
+        let data = serde_json::to_vec(&spec).map_err(|e| ContainerError::Io(e.to_string()))?;
+        // Not atomic: nothing runs this container before create() returns.
+        fs::write(store.container_dir(&id).join("config.json"), &data)
             .map_err(|e| ContainerError::Io(format!("writing config.json: {e}")))?;
         Ok(spec)
     })();
@@ -309,44 +313,101 @@ pub fn load_spec(ctx: &Context, id: &str) -> Result<Spec, ContainerError> {
         .map_err(|e| ContainerError::Storage(StorageError::Corrupt(format!("{}: {e}", p.display()))))
 }
 
-/// Runs a created container with this process as its owner and the terminal attached.
-/// Returns the container's exit code. With `--rm` the container is removed afterwards.
-pub fn run_attached(ctx: &Context, c: &Created) -> Result<i32, ContainerError> {
-    let r = run_attached_inner(ctx, c);
+/// `nook run` in the foreground: creates the container and runs it with this process as its
+/// owner and the terminal attached. Returns the container's exit code.
+pub fn run(ctx: &Context, o: &CreateOptions, early: Option<Pending>) -> Result<i32, ContainerError> {
+    // The setup process starts first: newuidmap and newgidmap, slow setuid helpers, then run
+    // while the container is prepared. (An image that must be pulled is fetched before this.)
+    let pending = match early {
+        Some(p) => p,
+        None => runtime::begin(&ctx.maps)?,
+    };
+    let c = match create(ctx, o) {
+        Ok(c) => c,
+        Err(e) => {
+            pending.abort();
+            return Err(e);
+        }
+    };
+    run_attached(ctx, &c, pending)
+}
+
+/// Runs a created container with this process as its owner and the terminal attached, in the
+/// setup process `pending` (from [`runtime::begin`]). With `--rm` the container is removed
+/// afterwards.
+pub fn run_attached(ctx: &Context, c: &Created, pending: Pending) -> Result<i32, ContainerError> {
+    let r = run_attached_inner(ctx, c, pending);
     if c.rec.rm {
-        let _ = remove(ctx, &c.rec, true);
+        // The container is gone for every command at once; its files are deleted in the
+        // background so the exit status comes back without waiting for the disk.
+        if ctx.store.unregister_container(&c.rec).is_ok() {
+            delete_in_background(ctx, &c.rec.id);
+        }
     }
     r
 }
 
-fn run_attached_inner(ctx: &Context, c: &Created) -> Result<i32, ContainerError> {
+/// Deletes an unregistered container's files in a detached process (this process is
+/// single-threaded here). If that process dies, a later cleanup finds the leftovers.
+fn delete_in_background(ctx: &Context, id: &str) {
+    // SAFETY: the foreground owner is single-threaded; the child only deletes files and exits.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let _ = nix::unistd::setsid();
+            // Off the terminal and out of any pipeline the caller reads.
+            if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                use std::os::fd::AsRawFd;
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto our own standard descriptors.
+                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                }
+            }
+            let _g = ctx.store.lock_container(id);
+            let code = i32::from(ctx.store.delete_container_files(id, &ctx.maps).is_err());
+            // SAFETY: leave without running the parent's exit handlers twice.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {}
+        Err(_) => {
+            let _ = ctx.store.delete_container_files(id, &ctx.maps);
+        }
+    }
+}
+
+fn run_attached_inner(ctx: &Context, c: &Created, pending: Pending) -> Result<i32, ContainerError> {
     let store = &ctx.store;
     let rec = &c.rec;
-    ctx.notice_single_id();
-    let cg = crate::cgroup::detect();
-    if !cg.limits_available && cg.version != crate::cgroup::CgroupVersion::V2 {
-        ctx.paths.notice_once("cgroup", &format!("containers run without resource limits: {}", cg.detail));
-    }
-    let hostname = c.spec.hostname().clone().unwrap_or_default();
-    let mode = if rec.network == "none" { NetworkMode::None } else { NetworkMode::Host };
-    net::write_etc_files(&store.container_rundir(&rec.id), &hostname, &rec.name, mode)
-        .map_err(|e| ContainerError::Io(format!("writing the container's /etc files: {e}")))?;
-    let rootfs = driver::rootfs_mount(store, rec)?;
-    let mut fg = Foreground::prepare(rec.tty, rec.interactive)
-        .map_err(|e| ContainerError::Io(format!("preparing stdio: {e}")))?;
-    let spawn = SpawnConfig {
-        spec: &c.spec,
-        maps: &ctx.maps,
-        rootfs: rootfs.as_ref(),
-        stdio: fg.child_stdio(),
-        kill_with_owner: true,
+    let prepared = (|| -> Result<(RootfsSetup, Foreground), ContainerError> {
+        ctx.notice_single_id();
+        let cg = crate::cgroup::detect();
+        if !cg.limits_available && cg.version != crate::cgroup::CgroupVersion::V2 {
+            ctx.paths.notice_once("cgroup", &format!("containers run without resource limits: {}", cg.detail));
+        }
+        let hostname = c.spec.hostname().clone().unwrap_or_default();
+        let mode = if rec.network == "none" { NetworkMode::None } else { NetworkMode::Host };
+        net::write_etc_files(&store.container_rundir(&rec.id), &hostname, &rec.name, mode)
+            .map_err(|e| ContainerError::Io(format!("writing the container's /etc files: {e}")))?;
+        let rootfs = driver::rootfs_setup(store, rec)?;
+        let fg = Foreground::prepare(rec.tty, rec.interactive)
+            .map_err(|e| ContainerError::Io(format!("preparing stdio: {e}")))?;
+        Ok((rootfs, fg))
+    })();
+    let (rootfs, mut fg) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            pending.abort();
+            return Err(e);
+        }
     };
+    let spawn = SpawnConfig { spec: &c.spec, rootfs: &rootfs, stdio: fg.child_stdio(), kill_with_owner: true };
     let set_error = |msg: String| {
-        let mut st = ContainerState::created();
-        st.error = Some(msg);
-        let _ = store.save_state(&rec.id, &st);
+        if !rec.rm {
+            let mut st = ContainerState::created();
+            st.error = Some(msg);
+            let _ = store.save_state(&rec.id, &st);
+        }
     };
-    let created = match crate::runtime::create(&spawn) {
+    let created = match pending.create(&spawn) {
         Ok(cr) => cr,
         Err(e) => {
             set_error(e.to_string());
@@ -355,28 +416,33 @@ fn run_attached_inner(ctx: &Context, c: &Created) -> Result<i32, ContainerError>
     };
     fg.created(created.pty_master.as_ref());
     let pid = created.pid;
+    let helpers = created.helper_pids.clone();
+    let master = created.pty_master.as_ref().and_then(|m| m.try_clone().ok());
     let mut st = ContainerState::created();
     st.status = ContainerStatus::Running;
     st.pid = Some(pid);
     st.pid_start = process_start_time(pid);
     st.monitor_pid = Some(std::process::id() as i32);
     st.started_at = Some(Utc::now());
-    store.save_state(&rec.id, &st)?;
-    let helpers = created.helper_pids.clone();
-    let master = created.pty_master.as_ref().and_then(|m| m.try_clone().ok());
-    if let Err(e) = created.start() {
+    let mut saved = Ok(());
+    // Recorded while the container execs its command.
+    let started = created.start(|| saved = store.save_state(&rec.id, &st));
+    if let Err(e) = started {
         set_error(e.to_string());
         return Err(e.into());
     }
+    saved?;
     let exit =
         fg.run(pid, master, &helpers).map_err(|e| ContainerError::Io(format!("monitoring the container: {e}")))?;
-    st.status = ContainerStatus::Exited;
-    st.pid = None;
-    st.pid_start = None;
-    st.monitor_pid = None;
-    st.finished_at = Some(Utc::now());
-    st.exit_code = Some(exit.code());
-    store.save_state(&rec.id, &st)?;
+    if !rec.rm {
+        st.status = ContainerStatus::Exited;
+        st.pid = None;
+        st.pid_start = None;
+        st.monitor_pid = None;
+        st.finished_at = Some(Utc::now());
+        st.exit_code = Some(exit.code());
+        store.save_state(&rec.id, &st)?;
+    }
     Ok(exit.code())
 }
 

@@ -31,9 +31,9 @@ use crate::registry::auth::AuthFiles;
 use crate::registry::conf::RegistriesConf;
 use crate::registry::media::{self, Descriptor, ImageManifest, Parsed, Platform};
 use crate::registry::{Client, ClientOptions, MAX_CONFIG_SIZE, RegistryError};
+use crate::storage::ImageRecord;
 use crate::storage::blobs::digest_hex;
 use crate::storage::layers::UnpackInput;
-use crate::storage::ImageRecord;
 
 /// How long a pull waits for another command that is fetching the same layer.
 pub const LAYER_LOCK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -373,11 +373,15 @@ fn fetch_layer(
             }
             blob.write_all(&buf[..n])
                 .map_err(|e| RegistryError::Transfer { what: what.clone(), why: format!("writing the blob: {e}") })?;
-            if let Some(p) = pipe.as_mut()
-                && p.write_all(&buf[..n]).is_err()
-            {
+            let mut write_failed = false;
+            if let Some(p) = pipe.as_mut() {
+                write_failed = p.write_all(&buf[..n]).is_err();
+            }
+            if write_failed {
+                // The unpacker stopped (a refused entry, a corrupt stream): keep downloading
+                // into the blob only, so that a digest mismatch is reported as what it is.
                 helper_died = true;
-                return Ok(());
+                pipe = None;
             }
             bar.inc(n as u64);
         }
@@ -397,7 +401,7 @@ fn fetch_layer(
         Ok(())
     })();
     drop(pipe);
-    if helper_died {
+    if helper_died && r.is_ok() {
         bar.failed();
         // The unpacker stopped reading: its own error says why (a refused tar entry, …).
         let e = match pending {

@@ -22,7 +22,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::mounts::{fd_path, mount_target, parse_options, set_attrs};
-use super::process::{SpawnConfig, Stdio, recv, send};
+use super::process::{SetupRequest, recv, send};
 use super::spec::DEVICES;
 
 type Fail = (u8, String);
@@ -51,12 +51,12 @@ fn finish(sock: &OwnedFd, r: Result<(), Fail>) -> ! {
 }
 
 /// The setup process (never returns).
-pub(super) fn stage_setup(sock: OwnedFd, cfg: &SpawnConfig<'_>) -> ! {
-    let r = setup(&sock, cfg);
+pub(super) fn stage_setup(sock: OwnedFd) -> ! {
+    let r = setup(&sock);
     finish(&sock, r)
 }
 
-fn setup(sock: &OwnedFd, cfg: &SpawnConfig<'_>) -> Result<(), Fail> {
+fn setup(sock: &OwnedFd) -> Result<(), Fail> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(setup_err("prctl"))?;
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|e| {
         fail(
@@ -67,22 +67,30 @@ fn setup(sock: &OwnedFd, cfg: &SpawnConfig<'_>) -> Result<(), Fail> {
         )
     })?;
     send(sock, b'U', &[], None).map_err(|e| fail(125, e))?;
+    // While the maps are written: what needs no mapped ids.
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(setup_err("making mounts private"))?;
+    let mut m = recv(sock, Duration::from_secs(60), "the container configuration").map_err(|e| fail(125, e))?;
+    if m.tag != b'C' {
+        return Err(fail(125, "the owner sent no container configuration"));
+    }
+    let req: SetupRequest =
+        serde_json::from_slice(&m.payload).map_err(|e| fail(125, format!("bad container configuration: {e}")))?;
+    let stdio: Vec<OwnedFd> = std::mem::take(&mut m.fds);
     let m = recv(sock, Duration::from_secs(60), "the uid/gid maps").map_err(|e| fail(125, e))?;
     if m.tag != b'M' {
         return Err(fail(125, "the owner could not write the uid/gid maps"));
     }
-    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(setup_err("making mounts private"))?;
-    let mounted = cfg.rootfs.mount().map_err(|e| fail(125, format!("mounting the root filesystem: {e}")))?;
+    let mounted = req.rootfs.mount().map_err(|e| fail(125, format!("mounting the root filesystem: {e}")))?;
     let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if has_ns(cfg.spec, LinuxNamespaceType::Network) {
+    if has_ns(&req.spec, LinuxNamespaceType::Network) {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     nix::sched::unshare(flags).map_err(setup_err("creating the pid, uts and ipc namespaces"))?;
     // SAFETY: this process is a single-threaded fork of the owner.
     match unsafe { nix::unistd::fork() }.map_err(setup_err("fork"))? {
         nix::unistd::ForkResult::Child => {
-            let r = init(sock, cfg, &mounted.root).map(|_| ());
+            let r = init(sock, &req, &stdio, &mounted.root).map(|_| ());
             finish(sock, r)
         }
         nix::unistd::ForkResult::Parent { child } => {
@@ -109,7 +117,48 @@ fn mount_fd(
     nix::mount::mount(src, fd_path(target).as_str(), fstype, flags, data)
 }
 
-/// The spec's mounts, /dev's devices and links, in order.
+/// Mounts `m` (a filesystem, not a bind) at the path of `target`.
+fn mount_fs(m: &oci_spec::runtime::Mount, target: &str) -> Result<(), Fail> {
+    let typ = m.typ().as_deref().unwrap_or("tmpfs");
+    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let src = m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| typ.to_string());
+    let data = opts.data.join(",");
+    let data = (!data.is_empty()).then_some(data.as_str());
+    nix::mount::mount(Some(src.as_str()), target, Some(typ), opts.flags, data)
+        .map_err(|e| fail(125, format!("mounting {typ} on {}: {e}", m.destination().display())))
+}
+
+/// Fills a fresh /dev tmpfs (open as `devdir`): host devices bound onto empty files, and the
+/// standard links.
+fn populate_dev(devdir: &OwnedFd) -> Result<(), Fail> {
+    for d in DEVICES {
+        let name = d.trim_start_matches("/dev/");
+        let f = rustix::fs::openat(
+            devdir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| fail(125, format!("creating {d}: {e}")))?;
+        mount_fd(Some(d), &f, None, MsFlags::MS_BIND, None).map_err(|e| fail(125, format!("binding {d}: {e}")))?;
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+        ("core", "/proc/kcore"),
+    ] {
+        match rustix::fs::symlinkat(target, devdir, name) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(fail(125, format!("creating /dev/{name}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// The spec's mounts in order, then /dev's devices and links when /dev is a tmpfs.
 fn do_mounts(spec: &Spec, rootfd: &OwnedFd) -> Result<(), Fail> {
     let mut dev_tmpfs = false;
     for m in spec.mounts().as_deref().unwrap_or_default() {
@@ -133,37 +182,17 @@ fn do_mounts(spec: &Spec, rootfd: &OwnedFd) -> Result<(), Fail> {
             continue;
         }
         let target = mount_target(rootfd, &dest, true).map_err(|e| fail(125, e))?;
-        let data = opts.data.join(",");
-        let data = (!data.is_empty()).then_some(data.as_str());
-        mount_fd(Some(&src), &target, Some(typ), opts.flags, data)
-            .map_err(|e| fail(125, format!("mounting {typ} on {dest}: {e}")))?;
+        mount_fs(m, &fd_path(&target))?;
         if dest == "/dev" && typ == "tmpfs" {
             dev_tmpfs = true;
         }
     }
     if dev_tmpfs {
-        for d in DEVICES {
-            let target = mount_target(rootfd, d, false).map_err(|e| fail(125, e))?;
-            mount_fd(Some(d), &target, None, MsFlags::MS_BIND, None)
-                .map_err(|e| fail(125, format!("binding {d}: {e}")))?;
-        }
         let dev = mount_target(rootfd, "/dev", true).map_err(|e| fail(125, e))?;
         let devdir =
             rustix::fs::openat(&dev, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
                 .map_err(|e| fail(125, format!("opening /dev: {e}")))?;
-        for (name, target) in [
-            ("fd", "/proc/self/fd"),
-            ("stdin", "/proc/self/fd/0"),
-            ("stdout", "/proc/self/fd/1"),
-            ("stderr", "/proc/self/fd/2"),
-            ("ptmx", "pts/ptmx"),
-            ("core", "/proc/kcore"),
-        ] {
-            match rustix::fs::symlinkat(target, &devdir, name) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => return Err(fail(125, format!("creating /dev/{name}: {e}"))),
-            }
-        }
+        populate_dev(&devdir)?;
     }
     Ok(())
 }
@@ -399,14 +428,14 @@ fn exec(args: &[String], env: &[String]) -> Fail {
 }
 
 /// The container's init (pid 1). Returns only on failure.
-fn init(sock: &OwnedFd, cfg: &SpawnConfig<'_>, root: &Path) -> Result<Infallible, Fail> {
-    let spec = cfg.spec;
+fn init(sock: &OwnedFd, req: &SetupRequest, stdio: &[OwnedFd], root: &Path) -> Result<Infallible, Fail> {
+    let spec = &req.spec;
     let process = spec.process().as_ref().ok_or_else(|| fail(125, "no process in the spec"))?;
     let rootfd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| fail(125, format!("opening the root filesystem {}: {e}", root.display())))?;
     do_mounts(spec, &rootfd)?;
     let mut pty_slave = None;
-    if matches!(cfg.stdio, Stdio::Tty) {
+    if req.tty {
         let (master, slave) = make_pty(&rootfd)?;
         send(sock, b'T', &[], Some(master.as_raw_fd())).map_err(|e| fail(125, e))?;
         drop(master);
@@ -441,8 +470,8 @@ fn init(sock: &OwnedFd, cfg: &SpawnConfig<'_>, root: &Path) -> Result<Infallible
     }
 
     nix::unistd::setsid().map_err(setup_err("setsid"))?;
-    match (&cfg.stdio, &pty_slave) {
-        (Stdio::Tty, Some(slave)) => {
+    match (req.tty, &pty_slave, stdio) {
+        (true, Some(slave), _) => {
             // SAFETY: TIOCSCTTY on a pty slave we own, from a session leader.
             if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
                 return Err(fail(
@@ -454,19 +483,19 @@ fn init(sock: &OwnedFd, cfg: &SpawnConfig<'_>, root: &Path) -> Result<Infallible
                 dup_onto(slave.as_raw_fd(), t)?;
             }
         }
-        (Stdio::Fds { stdin, stdout, stderr }, _) => {
-            dup_onto(*stdin, 0)?;
-            dup_onto(*stdout, 1)?;
-            dup_onto(*stderr, 2)?;
+        (false, _, [stdin, stdout, stderr]) => {
+            dup_onto(stdin.as_raw_fd(), 0)?;
+            dup_onto(stdout.as_raw_fd(), 1)?;
+            dup_onto(stderr.as_raw_fd(), 2)?;
         }
-        (Stdio::Tty, None) => return Err(fail(125, "no pty")),
+        _ => return Err(fail(125, "the container's stdio is missing")),
     }
     drop(pty_slave);
-    drop_privileges(spec, cfg.maps.is_single())?;
+    drop_privileges(spec, req.single_id)?;
     if process.no_new_privileges().unwrap_or(false) {
         nix::sys::prctl::set_no_new_privs().map_err(setup_err("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     }
-    if cfg.kill_with_owner {
+    if req.kill_with_owner {
         // Set last: changing credentials clears it. Our parent is the owner by now.
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .map_err(setup_err("prctl(PR_SET_PDEATHSIG)"))?;

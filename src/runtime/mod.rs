@@ -1,12 +1,13 @@
 //! The container runtime: turns an OCI runtime [`Spec`](oci_spec::runtime::Spec) into a running
 //! process in new user, mount, pid, uts and ipc namespaces (and net for `--network none`).
 //!
-//! It knows nothing of the CLI: callers give it a `Spec`, the id maps, a [`RootfsMount`] that
-//! mounts the root filesystem inside the namespaces, and the stdio to use.
+//! It knows nothing of the CLI: callers give it a `Spec`, the id maps, a [`RootfsSetup`]
+//! describing the root filesystem to mount inside the namespaces, and the stdio to use.
 //!
 //! Process shape (the caller is the *owner*: `nook run` in the foreground, later the monitor):
 //! ```text
-//! owner ──fork──> setup (unshare user+mount ns; owner writes the maps; mounts the rootfs;
+//! owner ──fork──> setup (unshare user+mount ns; the owner writes the maps while it prepares
+//!   │                    the container, then sends the spec; setup mounts the rootfs;
 //!   │                    unshare pid/uts/ipc[/net]) ──fork──> init (pid 1: mounts, pivot_root,
 //!   │                                                         caps, exec the command)
 //!   └── subreaper: init is re-parented to the owner when setup exits
@@ -16,28 +17,13 @@ mod caps;
 mod init;
 mod mounts;
 pub mod process;
+pub mod rootfs;
 pub mod spec;
 pub mod user;
 
-use std::path::PathBuf;
-
 pub use caps::{DEFAULT_CAPS, parse_cap};
-pub use process::{Created, SpawnConfig, Stdio, create};
-
-/// Mounts a container's root filesystem. Called inside the container's user and mount
-/// namespaces, as root of the user namespace, before `pivot_root`.
-pub trait RootfsMount {
-    fn mount(&self) -> Result<MountedRootfs, String>;
-}
-
-/// A mounted root filesystem.
-#[derive(Debug, Clone)]
-pub struct MountedRootfs {
-    /// The directory that becomes `/`.
-    pub root: PathBuf,
-    /// Helper processes serving the mount (fuse-overlayfs), stopped after the container exits.
-    pub helper_pids: Vec<i32>,
-}
+pub use process::{Created, Pending, SpawnConfig, Stdio, begin};
+pub use rootfs::{MountedRootfs, RootfsSetup, probe_overlay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

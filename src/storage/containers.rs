@@ -180,16 +180,19 @@ impl Store {
         }
     }
 
-    /// Creates the container's directory and record. The caller holds the store lock.
-    pub fn create_container(&self, rec: &ContainerRecord) -> Result<(), StorageError> {
+    /// Creates the container's directory and record. The caller holds the store lock. The
+    /// returned lock on the container keeps cleanups away until creation is complete.
+    pub fn create_container(&self, rec: &ContainerRecord) -> Result<LockGuard, StorageError> {
         let dir = self.container_dir(&rec.id);
         crate::util::fs::create_dir_all_mode(&dir, 0o700)
             .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
-        self.save_state(&rec.id, &ContainerState::created())?;
+        let guard = lock::lock_dir(&dir, true, Duration::ZERO, "a new container")?;
+        // No state.json yet: a container without one is "created".
         let data = serde_json::to_vec_pretty(rec).map_err(|e| StorageError::Other(e.to_string()))?;
         // Written last: a directory without container.json is an incomplete container.
         crate::util::fs::write_atomic(&dir.join("container.json"), &data)
-            .map_err(|e| StorageError::io("writing container.json", e))
+            .map_err(|e| StorageError::io("writing container.json", e))?;
+        Ok(guard)
     }
 
     pub fn load_container(&self, id: &str) -> Result<ContainerRecord, StorageError> {
@@ -268,10 +271,11 @@ impl Store {
             .map_err(|e| StorageError::io("writing state.json", e))
     }
 
-    /// The per-container lock, held while changing the container's state.
+    /// The per-container lock (a flock on the container's directory), held while changing the
+    /// container's state.
     pub fn lock_container(&self, id: &str) -> Result<LockGuard, StorageError> {
-        Ok(lock::lock_file(
-            &self.container_dir(id).join("lock"),
+        Ok(lock::lock_dir(
+            &self.container_dir(id),
             true,
             Duration::from_secs(60),
             &format!("the lock of container {}", &id[..12.min(id.len())]),
@@ -281,15 +285,36 @@ impl Store {
     /// Removes a container's record, name, run directory and files. The record goes first so
     /// the container disappears from listings at once even if the file removal is slow.
     pub fn remove_container(&self, rec: &ContainerRecord, maps: &IdMappings) -> Result<(), StorageError> {
-        let dir = self.container_dir(&rec.id);
-        match fs::remove_file(dir.join("container.json")) {
+        self.unregister_container(rec)?;
+        self.delete_container_files(&rec.id, maps)
+    }
+
+    /// Removes a container's record and name: it no longer exists for any command. Its files
+    /// stay until [`Store::delete_container_files`] (or a later cleanup) removes them.
+    pub fn unregister_container(&self, rec: &ContainerRecord) -> Result<(), StorageError> {
+        match fs::remove_file(self.container_dir(&rec.id).join("container.json")) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(StorageError::io("removing container.json", e)),
         }
         self.release_name(&rec.name, &rec.id);
-        let _ = crate::storage::unpack::remove_tree(&self.container_rundir(&rec.id));
-        self.remove_tree(&dir, maps)
+        Ok(())
+    }
+
+    /// Deletes the files of an unregistered container.
+    pub fn delete_container_files(&self, id: &str, maps: &IdMappings) -> Result<(), StorageError> {
+        let _ = crate::storage::unpack::remove_tree(&self.container_rundir(id));
+        self.remove_tree(&self.container_dir(id), maps)
+    }
+
+    /// Deletes the files of containers whose removal or creation was interrupted (a directory
+    /// without a record that nobody holds locked).
+    pub fn collect_incomplete_containers(&self, maps: &IdMappings) {
+        for dir in self.incomplete_containers() {
+            if let Some(id) = dir.file_name().and_then(|n| n.to_str()) {
+                let _ = self.delete_container_files(id, maps);
+            }
+        }
     }
 
     /// Container directories without a record (a create or remove that was interrupted) and
@@ -301,7 +326,7 @@ impl Store {
         rd.flatten()
             .map(|e| e.path())
             .filter(|p| !p.join("container.json").exists())
-            .filter(|p| matches!(lock::try_lock_file(&p.join("lock")), Ok(Some(_))) || !p.join("lock").exists())
+            .filter(|p| lock::lock_dir(p, true, Duration::ZERO, "an incomplete container").is_ok())
             .collect()
     }
 }

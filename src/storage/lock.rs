@@ -47,6 +47,22 @@ pub fn lock_file(path: &Path, exclusive: bool, timeout: Duration, what: &str) ->
         .truncate(false)
         .open(path)
         .map_err(|e| LockError::Open { path: path.to_path_buf(), source: e })?;
+    wait_for_lock(file, path, exclusive, timeout, what)
+}
+
+/// Locks the directory `path` itself (no lock file to create or clean up).
+pub fn lock_dir(path: &Path, exclusive: bool, timeout: Duration, what: &str) -> Result<LockGuard, LockError> {
+    let file = File::open(path).map_err(|e| LockError::Open { path: path.to_path_buf(), source: e })?;
+    wait_for_lock(file, path, exclusive, timeout, what)
+}
+
+fn wait_for_lock(
+    file: File,
+    path: &Path,
+    exclusive: bool,
+    timeout: Duration,
+    what: &str,
+) -> Result<LockGuard, LockError> {
     let start = Instant::now();
     let mut delay = Duration::from_micros(500);
     let mut told = false;
@@ -55,9 +71,7 @@ pub fn lock_file(path: &Path, exclusive: bool, timeout: Duration, what: &str) ->
         match r {
             Ok(()) => return Ok(LockGuard { _file: file }),
             Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => {
-                return Err(LockError::Lock { path: path.to_path_buf(), source: e });
-            }
+            Err(TryLockError::Error(e)) => return Err(LockError::Lock { path: path.to_path_buf(), source: e }),
         }
         let waited = start.elapsed();
         if waited >= timeout {
@@ -101,6 +115,9 @@ mod tests {
         assert!(e.contains("timed out") && e.contains("the test lock"), "{e}");
         assert!(try_lock_file(&p).unwrap().is_none());
         drop(g);
+        let dg = lock_dir(d.path(), true, Duration::from_secs(1), "the dir").unwrap();
+        assert!(lock_dir(d.path(), true, Duration::from_millis(30), "the dir").is_err());
+        drop(dg);
         let _a = lock_file(&p, false, Duration::from_secs(1), "x").unwrap();
         let _b = lock_file(&p, false, Duration::from_secs(1), "x").unwrap();
     }

@@ -160,51 +160,84 @@ fn map_args(m: &[IdMap]) -> Vec<String> {
 /// Writes the uid and gid maps of process `pid`, which must have just entered a new user
 /// namespace and be waiting. With subordinate ids, newuidmap and newgidmap run in parallel.
 pub fn write_maps(pid: i32, m: &IdMappings) -> Result<(), UsernsError> {
-    match &m.source {
-        MapSource::SubIds { newuidmap, newgidmap } => {
-            let spawn = |tool: &Path, maps: &[IdMap]| {
-                Command::new(tool)
-                    .arg(pid.to_string())
-                    .args(map_args(maps))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| UsernsError::Spawn { what: tool.display().to_string(), source: e })
-            };
-            let u = spawn(newuidmap, &m.uid)?;
-            let g = spawn(newgidmap, &m.gid);
-            let uo = u.wait_with_output();
-            let go = g?.wait_with_output();
-            for (tool, out) in [(newuidmap, uo), (newgidmap, go)] {
-                let out = out.map_err(|e| UsernsError::Spawn { what: tool.display().to_string(), source: e })?;
-                if !out.status.success() {
-                    let msg = String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; ");
-                    return Err(UsernsError::MapTool {
-                        tool: tool.display().to_string(),
+    MapWriter::start(pid, m)?.wait()
+}
+
+/// Map writing in progress: the setuid tools run while the caller does other work.
+pub struct MapWriter {
+    pid: i32,
+    tools: Vec<(PathBuf, std::process::Child)>,
+}
+
+impl MapWriter {
+    /// Starts writing the maps of `pid`: spawns newuidmap and newgidmap, or writes a single-id
+    /// map directly (which is immediate).
+    pub fn start(pid: i32, m: &IdMappings) -> Result<MapWriter, UsernsError> {
+        let mut w = MapWriter { pid, tools: Vec::new() };
+        match &m.source {
+            MapSource::SubIds { newuidmap, newgidmap } => {
+                for (tool, maps) in [(newuidmap, &m.uid), (newgidmap, &m.gid)] {
+                    let child = Command::new(tool)
+                        .arg(pid.to_string())
+                        .args(map_args(maps))
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .map_err(|e| UsernsError::Spawn { what: tool.display().to_string(), source: e })?;
+                    w.tools.push((tool.clone(), child));
+                }
+            }
+            MapSource::SingleId { .. } => {
+                let write = |what: &'static str, data: String| {
+                    fs::write(format!("/proc/{pid}/{what}"), data).map_err(|e| UsernsError::MapWrite {
+                        what,
                         pid,
+                        source: e,
+                    })
+                };
+                write("setgroups", "deny".into())?;
+                let line =
+                    |v: &[IdMap]| v.iter().map(|e| format!("{} {} {}\n", e.container_id, e.host_id, e.size)).collect();
+                write("uid_map", line(&m.uid))?;
+                write("gid_map", line(&m.gid))?;
+            }
+        }
+        Ok(w)
+    }
+
+    /// Waits for the tools; the first failure is the error.
+    pub fn wait(mut self) -> Result<(), UsernsError> {
+        let mut first_err = None;
+        for (tool, child) in std::mem::take(&mut self.tools) {
+            let r = child.wait_with_output();
+            if first_err.is_some() {
+                continue;
+            }
+            match r {
+                Err(e) => first_err = Some(UsernsError::Spawn { what: tool.display().to_string(), source: e }),
+                Ok(out) if !out.status.success() => {
+                    let msg = String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; ");
+                    first_err = Some(UsernsError::MapTool {
+                        tool: tool.display().to_string(),
+                        pid: self.pid,
                         msg: format!(
                             "{msg} (check the ranges in /etc/subuid and /etc/subgid and that {} is setuid root)",
                             tool.display()
                         ),
                     });
                 }
+                Ok(_) => {}
             }
-            Ok(())
         }
-        MapSource::SingleId { .. } => {
-            let w = |what: &'static str, data: String| {
-                fs::write(format!("/proc/{pid}/{what}"), data).map_err(|e| UsernsError::MapWrite {
-                    what,
-                    pid,
-                    source: e,
-                })
-            };
-            w("setgroups", "deny".into())?;
-            let line =
-                |v: &[IdMap]| v.iter().map(|e| format!("{} {} {}\n", e.container_id, e.host_id, e.size)).collect();
-            w("uid_map", line(&m.uid))?;
-            w("gid_map", line(&m.gid))
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for MapWriter {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.tools {
+            let _ = child.wait();
         }
     }
 }

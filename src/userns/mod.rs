@@ -10,7 +10,7 @@ mod idmap;
 mod subid;
 
 pub use helper::{HelperOp, helper_main, spawn_helper};
-pub use idmap::{IdMap, IdMappings, MapSource, write_maps};
+pub use idmap::{IdMap, IdMappings, MapSource, MapWriter, write_maps};
 pub use subid::{SubIdRange, parse_subid};
 
 #[derive(Debug, thiserror::Error)]

@@ -22,6 +22,30 @@ fn help_and_version() {
     assert_eq!(e.run(["no-such-verb"]).code, 125);
 }
 
+/// Kernel overlay works in a user namespace from Linux 5.11 on local filesystems that support
+/// user xattrs; where it does, nook must pick it (and containers must be mounted with it).
+#[test]
+fn kernel_overlay_is_chosen_where_it_works() {
+    let e = Env::new();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release.trim().split(['.', '-']).map(|x| x.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap(), v.next().unwrap());
+    let fs = nix::sys::statfs::statfs(&e.dir).unwrap().filesystem_type().0;
+    const EXT4: i64 = 0xEF53;
+    const XFS: i64 = 0x5846_5342;
+    const BTRFS: i64 = 0x9123_683E;
+    const TMPFS: i64 = 0x0102_1994;
+    if (major, minor) < (5, 11) || ![EXT4, XFS, BTRFS, TMPFS].contains(&fs) {
+        crate::common::skip("kernel overlay in a user namespace needs Linux 5.11+ on ext4, xfs, btrfs or tmpfs");
+        return;
+    }
+    let info: serde_json::Value = serde_json::from_str(&e.ok(["info", "--format", "json"])).unwrap();
+    assert_eq!(info["store"]["graphDriverName"], "overlay", "{}", info["store"]["graphDriverReason"]);
+    e.import_busybox();
+    let m = e.ok(["run", "--rm", "bb", "sh", "-c", "grep ' / / ' /proc/self/mountinfo"]);
+    assert!(m.contains(" - overlay overlay ") && m.contains("userxattr"), "{m}");
+}
+
 #[test]
 fn info_reports_maps_storage_and_cgroups() {
     let e = Env::new();

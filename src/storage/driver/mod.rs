@@ -5,9 +5,8 @@
 //! - `vfs`: a full private copy, made once when the container is created; always works.
 //!
 //! A driver does two things: prepares the container's directories when it is created, and
-//! gives the runtime a [`RootfsMount`] that mounts the root filesystem inside the namespaces.
+//! describes to the runtime ([`RootfsSetup`]) what to mount inside the namespaces.
 
-mod overlay;
 mod vfs;
 
 use std::ffi::OsString;
@@ -15,11 +14,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-pub use overlay::{OverlayMount, probe_overlay};
-pub use vfs::{BindMount, copy_layers};
+pub use vfs::copy_layers;
 
 use super::{ContainerRecord, StorageError, Store, run_helper};
-use crate::runtime::RootfsMount;
+use crate::runtime::RootfsSetup;
 use crate::userns::IdMappings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -141,9 +139,9 @@ pub fn create_rootfs(store: &Store, maps: &IdMappings, rec: &ContainerRecord) ->
 }
 
 /// What the runtime mounts as the container's root filesystem.
-pub fn rootfs_mount(store: &Store, rec: &ContainerRecord) -> Result<Box<dyn RootfsMount>, StorageError> {
+pub fn rootfs_setup(store: &Store, rec: &ContainerRecord) -> Result<RootfsSetup, StorageError> {
     if let Some(dir) = &rec.rootfs {
-        return Ok(Box::new(BindMount { dir: dir.clone() }));
+        return Ok(RootfsSetup::Bind { dir: dir.clone() });
     }
     let dir = store.container_dir(&rec.id);
     Ok(match DriverKind::parse(&rec.driver)? {
@@ -155,16 +153,16 @@ pub fn rootfs_mount(store: &Store, rec: &ContainerRecord) -> Result<Box<dyn Root
             if lower.is_empty() {
                 lower.push(dir.join("empty"));
             }
-            Box::new(OverlayMount {
+            RootfsSetup::Overlay {
                 layers_dir: store.root.join("layers"),
                 lower,
                 upper: dir.join("upper"),
                 work: dir.join("work"),
                 target: dir.join("merged"),
                 volatile: rec.rm,
-            })
+            }
         }
-        DriverKind::Vfs => Box::new(BindMount { dir: dir.join("rootfs") }),
+        DriverKind::Vfs => RootfsSetup::Bind { dir: dir.join("rootfs") },
     })
 }
 

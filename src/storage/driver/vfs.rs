@@ -1,5 +1,5 @@
-//! vfs: a full copy of the image's layers per container (whiteouts applied), and plain
-//! directories (`--rootfs`) bound onto themselves.
+//! vfs: a full copy of the image's layers per container, whiteouts and opaque directories
+//! applied.
 
 use std::collections::HashMap;
 use std::fs;
@@ -7,28 +7,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::runtime::{MountedRootfs, RootfsMount};
 use crate::storage::unpack::{OPAQUE_XATTR, remove_tree};
-
-/// Bind-mounts a directory onto itself so it can become the root.
-#[derive(Debug, Clone)]
-pub struct BindMount {
-    pub dir: PathBuf,
-}
-
-impl RootfsMount for BindMount {
-    fn mount(&self) -> Result<MountedRootfs, String> {
-        nix::mount::mount(
-            Some(&self.dir),
-            &self.dir,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| format!("bind-mounting {}: {e}", self.dir.display()))?;
-        Ok(MountedRootfs { root: self.dir.clone(), helper_pids: Vec::new() })
-    }
-}
 
 fn is_whiteout(md: &fs::Metadata) -> bool {
     md.file_type().is_char_device() && md.rdev() == 0

@@ -307,6 +307,14 @@ fn make_readable(p: &Path) {
     }
 }
 
+/// A hash of this file: fixtures are rebuilt whenever the code that makes them changes.
+pub fn version() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    include_str!("fixtures.rs").hash(&mut h);
+    h.finish()
+}
+
 /// Path of a fixture.
 pub fn path(name: &str) -> PathBuf {
     super::rig().fixtures.join(name)

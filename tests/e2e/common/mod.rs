@@ -89,8 +89,8 @@ pub fn rig() -> &'static Rig {
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
             fs::rename(&tmp, &nook).expect("installing nook copy");
         }
-        // Versioned: a rig change rebuilds the fixtures instead of reusing an older set.
-        let fixtures = base.join("fixtures-2");
+        // Keyed by the fixture code, so worktrees and later changes never reuse a stale set.
+        let fixtures = base.join(format!("fixtures-{:016x}", fixtures::version()));
         fixtures::build_all(&fixtures);
         Rig { user, nosub, nook, fixtures, base, as_root }
     })

@@ -3,9 +3,15 @@
 
 mod common;
 
+mod archive;
+mod auth;
 mod cli;
+mod image_verbs;
 mod images;
 mod isolation;
+mod pull;
+mod pull_errors;
+mod push;
 mod rig;
 mod run;
 mod terminal;

@@ -5,10 +5,10 @@
 #   nook    — `nook pull` into an empty store (download, verify, decompress, unpack)
 #   podman  — `podman pull` into an empty store (overlay), when podman is installed
 # Every run starts from the same state: an untimed --prep step points the destination at a
-# fresh, empty directory. Old stores are deleted only after the last round: this VM's ext4 has no
-# journal, and there a create right after a mass delete scans the recently deleted inodes
-# (ext4's recently_deleted(), a 30 s window), which would make whichever pull follows an
-# `rmi -a` two to five times slower, nook's and podman's alike. Prints medians and ratios.
+# fresh, empty directory. The stores live on a journaled ext4 loop filesystem, as on a normal
+# machine: this VM's root ext4 has no journal, and there every file creation scans the inodes
+# deleted in the last 30 s (ext4's recently_deleted()), so repeated pulls get two to five
+# times slower, nook's and podman's alike. Prints medians and ratios.
 #   bench/pull.sh [ROUNDS]      (run as root: it measures as the rig's unprivileged user)
 #   SKIP_PODMAN=1 leaves podman out.
 set -euo pipefail
@@ -23,6 +23,7 @@ cargo build --release --quiet
 bash tests/rig/setup-root.sh
 U=nook-test
 W=/tmp/nook-bench-pull/run
+mountpoint -q "$W/home" && umount -l "$W/home"
 rm -rf "$W"
 mkdir -p "$W/bin" "$W/registry"
 chmod 755 "$W" "$W/bin"
@@ -49,6 +50,8 @@ cleanup() {
   wait "$RPID" 2>/dev/null || true
   # rootless podman's pause process for this benchmark's user environment
   [ -f "$W/run/libpod/tmp/pause.pid" ] && kill "$(cat "$W/run/libpod/tmp/pause.pid")" 2>/dev/null || true
+  mountpoint -q "$W/home" && umount -l "$W/home"
+  rm -f /var/tmp/nook-bench-pull.img
 }
 trap cleanup EXIT
 for _ in $(seq 200); do curl -fs "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.05; done
@@ -57,7 +60,11 @@ IMG=$REG/bench/debian:latest
 SIZE=$(skopeo inspect --tls-verify=false --raw "docker://$IMG" | python3 -c 'import json,sys; m=json.load(sys.stdin); print(round(sum(l["size"] for l in m["layers"])/1e6,1), "MB compressed in", len(m["layers"]), "layers")')
 
 H=$W/home; R=$W/run
-mkdir -p "$H/.config/containers" "$R"
+mkdir -p "$H" "$R"
+truncate -s 8G /var/tmp/nook-bench-pull.img
+mkfs.ext4 -q -F /var/tmp/nook-bench-pull.img
+mount -o loop /var/tmp/nook-bench-pull.img "$H"
+mkdir -p "$H/.config/containers"
 chmod 700 "$H" "$R"
 printf '[storage]\ndriver = "overlay"\n' > "$H/.config/containers/storage.conf"
 printf 'unqualified-search-registries = []\n' > "$H/.config/containers/registries.conf"

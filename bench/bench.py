@@ -3,10 +3,12 @@
 load hits every case alike. Prints median, min, p90 per case and each median's ratio to the
 first (the floor).
 
-  bench.py [--rounds N] [--warmup N] [--user NAME] [--env K=V]... NAME=CMD [NAME=CMD...]
+  bench.py [--rounds N] [--warmup N] [--user NAME] [--env K=V]... [--prep NAME=CMD]...
+           NAME=CMD [NAME=CMD...]
 
 CMD is a shell-free command line (split like a shell would, with shlex). Run as root with
---user to measure as an unprivileged user.
+--user to measure as an unprivileged user. A --prep command runs, untimed, before every run of
+the case NAME (to start each run from the same state, e.g. an empty store).
 """
 import argparse
 import os
@@ -25,6 +27,7 @@ def main():
     ap.add_argument("--user")
     ap.add_argument("--env", action="append", default=[])
     ap.add_argument("--json", help="also write the samples here")
+    ap.add_argument("--prep", action="append", default=[], metavar="NAME=CMD")
     ap.add_argument("cases", nargs="+", metavar="NAME=CMD")
     a = ap.parse_args()
 
@@ -32,6 +35,10 @@ def main():
     for c in a.cases:
         name, _, cmd = c.partition("=")
         cases.append((name, shlex.split(cmd)))
+    prep = {}
+    for p in a.prep:
+        name, _, cmd = p.partition("=")
+        prep[name] = shlex.split(cmd)
     env = dict(os.environ)
     for kv in a.env:
         k, _, v = kv.partition("=")
@@ -41,7 +48,12 @@ def main():
         pw = pwd.getpwnam(a.user)
         kw = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
 
-    def once(argv):
+    def once(argv, name=None):
+        if name in prep:
+            r = subprocess.run(prep[name], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, **kw)
+            if r.returncode != 0:
+                sys.exit(f"prep for {name} failed ({r.returncode}): {r.stderr.decode(errors='replace').strip()}")
         t0 = time.perf_counter_ns()
         r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, **kw)
@@ -51,12 +63,12 @@ def main():
         return (t1 - t0) / 1e6
 
     for _ in range(a.warmup):
-        for _, argv in cases:
-            once(argv)
+        for name, argv in cases:
+            once(argv, name)
     samples = {name: [] for name, _ in cases}
     for _ in range(a.rounds):
         for name, argv in cases:
-            samples[name].append(once(argv))
+            samples[name].append(once(argv, name))
 
     base = statistics.median(samples[cases[0][0]])
     width = max(len(n) for n, _ in cases)

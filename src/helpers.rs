@@ -18,8 +18,20 @@ pub fn run_op(args: &[OsString]) -> i32 {
             let Some(dest) = rest.first().map(PathBuf::from) else {
                 return usage();
             };
+            // Die with the command that started us: a killed pull must not leave an unpack
+            // running into a directory the next command will clean up.
+            // SAFETY: prctl with integer arguments has no memory-safety requirements.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            if let Some(ppid) = std::env::var("_NOOK_PARENT_PID").ok().and_then(|p| p.parse::<u32>().ok())
+                && std::os::unix::process::parent_id() != ppid
+            {
+                eprintln!("Error: the command that started this unpack is gone");
+                return 1;
+            }
+            // Entries are created with the modes the tar gives (see unpack).
+            rustix::process::umask(rustix::fs::Mode::empty());
             let opts = UnpackOptions { squash_owners: rest.iter().any(|a| a == "--squash-owners") };
-            unpack(std::io::stdin().lock(), &dest, &opts)
+            unpack(std::io::stdin(), &dest, &opts)
                 .map_err(|e| e.to_string())
                 .and_then(|st| serde_json::to_writer(std::io::stdout(), &st).map_err(|e| e.to_string()))
         }

@@ -11,6 +11,7 @@ pub mod helpers;
 pub mod image;
 pub mod monitor;
 pub mod net;
+pub mod registry;
 pub mod runtime;
 pub mod storage;
 pub mod userns;

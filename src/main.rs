@@ -36,7 +36,11 @@ fn main() {
     let code = match cmd::dispatch(cli, early) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {}", one_line(&format!("{e:#}")));
+            // An empty message: the error was already reported (by a child nook process).
+            let msg = one_line(&chain(&e));
+            if !msg.is_empty() {
+                eprintln!("Error: {msg}");
+            }
             cmd::exit_code(&e)
         }
     };
@@ -52,6 +56,23 @@ fn userns_helper(args: &[OsString]) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// The error and its causes joined with ": ", leaving out a cause whose text the message
+/// already ends with (errors that print their source themselves).
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for c in e.chain() {
+        let t = c.to_string();
+        if out.ends_with(&t) {
+            continue;
+        }
+        if !out.is_empty() && !t.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&t);
+    }
+    out
 }
 
 fn one_line(s: &str) -> String {

@@ -5,15 +5,25 @@ mod commit;
 mod container;
 mod diff;
 mod export;
+mod history;
+mod image;
 mod images;
 mod import;
 mod info;
+mod load;
+mod login;
+mod logout;
 mod mount;
 mod ps;
+mod pull;
+mod push;
 mod rm;
 mod rmi;
 pub mod run;
+mod save;
+mod tag;
 mod unshare;
+mod untag;
 mod version;
 
 use std::path::PathBuf;
@@ -59,6 +69,26 @@ enum Command {
     Rmi(rmi::Args),
     /// List containers.
     Ps(ps::Args),
+    /// Pull an image from a registry.
+    Pull(pull::Args),
+    /// Push an image to a registry.
+    Push(push::Args),
+    /// Log in to a registry.
+    Login(login::Args),
+    /// Log out of a registry.
+    Logout(logout::Args),
+    /// Add names to an image.
+    Tag(tag::Args),
+    /// Remove names from an image.
+    Untag(untag::Args),
+    /// Show an image's history.
+    History(history::Args),
+    /// Save images to an archive (docker-archive or oci-archive).
+    Save(save::Args),
+    /// Load images from an archive.
+    Load(load::Args),
+    /// Manage images (inspect, prune, ls, rm, pull, push, tag, untag, history, save, load).
+    Image(image::Args),
     /// Remove containers.
     Rm(rm::Args),
     /// Show what nook will use on this host and what is missing.
@@ -115,6 +145,16 @@ pub fn dispatch(cli: Cli, early: Option<nook::runtime::Pending>) -> anyhow::Resu
         Command::Images(a) => images::run(&cli.context()?, a),
         Command::Rmi(a) => rmi::run(&cli.context()?, a),
         Command::Ps(a) => ps::run(&cli.context()?, a),
+        Command::Pull(a) => pull::run(&cli.context()?, a),
+        Command::Push(a) => push::run(&cli.context()?, a),
+        Command::Login(a) => login::run(&cli.context()?, a),
+        Command::Logout(a) => logout::run(&cli.context()?, a),
+        Command::Tag(a) => tag::run(&cli.context()?, a),
+        Command::Untag(a) => untag::run(&cli.context()?, a),
+        Command::History(a) => history::run(&cli.context()?, a),
+        Command::Save(a) => save::run(&cli.context()?, a),
+        Command::Load(a) => load::run(&cli.context()?, a),
+        Command::Image(a) => image::run(&cli.context()?, a),
         Command::Rm(a) => rm::run(&cli.context()?, a),
         Command::Info(a) => info::run(&cli.context()?, a),
         Command::Unshare(a) => unshare::run(&cli.context()?, a),

@@ -22,6 +22,9 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     let store = &ctx.store;
     let targets: Vec<String> =
         if a.all { store.images()?.into_iter().map(|i| i.id).collect() } else { a.images.clone() };
+    if targets.is_empty() && a.all {
+        return Ok(0); // nothing to remove, as podman
+    }
     if targets.is_empty() {
         return Err(Failure { code: 125, msg: "image name or ID must be specified".into() }.into());
     }

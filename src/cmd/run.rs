@@ -65,6 +65,19 @@ pub struct Args {
     /// The first argument is an exploded root filesystem directory, not an image.
     #[arg(long)]
     rootfs: bool,
+    /// Pull the image: missing (when not stored), always, never, or newer (when the
+    /// registry has a different one; the stored one is used if the registry cannot be reached).
+    #[arg(long, value_name = "POLICY", default_value = "missing", value_parser = ["always", "missing", "never", "newer"])]
+    pull: String,
+    /// For a pull: require HTTPS and verify certificates (false: allow plain HTTP).
+    #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    tls_verify: Option<bool>,
+    /// For a pull: the credentials file.
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// For a pull: the platform (os/arch[/variant]) to choose from an index.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -80,7 +93,9 @@ pub fn begin_early() -> Option<nook::runtime::Pending> {
 }
 
 pub fn run(ctx: &Context, a: &Args, early: Option<nook::runtime::Pending>) -> anyhow::Result<i32> {
-    let (first, cmd) = a.args.split_first().expect("clap requires one argument");
+    let Some((first, cmd)) = a.args.split_first() else {
+        anyhow::bail!("an image (or --rootfs directory) is required")
+    };
     let labels = a
         .label
         .iter()
@@ -112,5 +127,74 @@ pub fn run(ctx: &Context, a: &Args, early: Option<nook::runtime::Pending>) -> an
         labels,
         userns: a.userns.clone(),
     };
+    let early = if a.rootfs { early } else { ensure_image(ctx, a, first, early)? };
     Ok(container::run(ctx, &opts, early)?)
+}
+
+/// `--pull`: pulls the image first when the policy asks for it. The pull runs in a child
+/// `nook pull` process: this process must stay single-threaded so that it can create the
+/// container's user namespace, and a pull uses threads. When the image is stored and the
+/// policy is `missing` (the default), this costs one read of images.json.
+/// `early` (the container setup process `main` started) is kept when nothing is pulled; a
+/// pull stops it first (it would time out waiting) and the run starts a fresh one.
+fn ensure_image(
+    ctx: &Context,
+    a: &Args,
+    image: &str,
+    early: Option<nook::runtime::Pending>,
+) -> anyhow::Result<Option<nook::runtime::Pending>> {
+    use std::io::IsTerminal;
+    use std::os::unix::process::CommandExt;
+
+    let present = match ctx.store.find_image(image) {
+        Ok(_) => true,
+        Err(nook::storage::StorageError::ImageNotFound(_)) => false,
+        Err(e) => {
+            if let Some(p) = early {
+                p.abort();
+            }
+            return Err(e.into());
+        }
+    };
+    let pull = match a.pull.as_str() {
+        "never" => false,
+        "missing" => !present,
+        _ => true,
+    };
+    if !pull {
+        return Ok(early);
+    }
+    if let Some(p) = early {
+        p.abort();
+    }
+    let mut c = std::process::Command::new("/proc/self/exe");
+    c.arg0("nook").arg("--root").arg(&ctx.paths.root).arg("--runroot").arg(&ctx.paths.runroot);
+    if let Some(d) = &ctx.storage_driver {
+        c.arg("--storage-driver").arg(d);
+    }
+    c.arg("pull");
+    // Progress bars on a terminal; otherwise only an error, in one line.
+    if !std::io::stderr().is_terminal() {
+        c.arg("--quiet");
+    }
+    if let Some(v) = a.tls_verify {
+        c.arg(format!("--tls-verify={v}"));
+    }
+    if let Some(f) = &a.authfile {
+        c.arg("--authfile").arg(f);
+    }
+    if let Some(p) = &a.platform {
+        c.arg("--platform").arg(p);
+    }
+    c.arg(image).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    let status = c.status().map_err(|e| anyhow::anyhow!("running nook pull for {image}: {e}"))?;
+    if status.success() {
+        return Ok(None);
+    }
+    if a.pull == "newer" && present {
+        eprintln!("nook: could not check {image} for a newer image; using the stored one");
+        return Ok(None);
+    }
+    // The child already printed the one-line error.
+    Err(super::Failure { code: 125, msg: String::new() }.into())
 }

@@ -11,7 +11,7 @@ use oci_spec::image::{
 
 use super::config::{apply_changes, host_arch};
 use crate::context::Context;
-use crate::storage::layers::UnpackInput;
+use crate::storage::unpack::Compression;
 use crate::storage::{ImageRecord, StorageError};
 
 pub enum ImportSource {
@@ -35,7 +35,7 @@ pub fn import(ctx: &Context, opts: &ImportOptions) -> Result<ImageRecord, Storag
     let store = &ctx.store;
     let mut cfg = Config::default();
     apply_changes(&mut cfg, &opts.changes).map_err(StorageError::Other)?;
-    let input = match &opts.source {
+    let mut input: Box<dyn std::io::Read> = match &opts.source {
         ImportSource::File(p) => {
             let f = std::fs::File::open(p).map_err(|e| StorageError::io(format!("opening {}", p.display()), e))?;
             if f.metadata().is_ok_and(|m| m.is_dir()) {
@@ -44,13 +44,15 @@ pub fn import(ctx: &Context, opts: &ImportOptions) -> Result<ImageRecord, Storag
                     p.display()
                 )));
             }
-            UnpackInput::File(f)
+            Box::new(f)
         }
-        ImportSource::Stdin => UnpackInput::Inherit,
+        ImportSource::Stdin => Box::new(std::io::stdin().lock()),
     };
     ctx.notice_single_id();
     store.gc_tmp(&ctx.maps);
-    let layer = store.start_unpack(&ctx.maps, input)?.finish(store, &ctx.maps, None)?;
+    // The tarball is kept as the layer's blob (as given, compressed or not), for push and save.
+    let kept = store.unpack_and_keep(&ctx.maps, &mut input, None)?;
+    let layer = kept.layer.clone();
 
     let now = Utc::now();
     let created = now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
@@ -69,13 +71,13 @@ pub fn import(ctx: &Context, opts: &ImportOptions) -> Result<ImageRecord, Storag
         .map_err(other)?;
     let cfg_bytes = serde_json::to_vec(&image_cfg).map_err(other)?;
     let cfg_digest = store.put_blob(&cfg_bytes)?;
-    // The layer descriptor names the uncompressed tar (digest = diff_id); its bytes are not
-    // kept, the unpacked layer is.
-    let layer_desc = Descriptor::new(
-        MediaType::ImageLayer,
-        layer.tar_size,
-        layer.diff_id.parse::<oci_spec::image::Digest>().map_err(other)?,
-    );
+    let layer_type = match kept.compression {
+        Compression::Gzip => MediaType::ImageLayerGzip,
+        Compression::Zstd => MediaType::ImageLayerZstd,
+        Compression::None => MediaType::ImageLayer,
+    };
+    let layer_desc =
+        Descriptor::new(layer_type, kept.blob_size, kept.blob.parse::<oci_spec::image::Digest>().map_err(other)?);
     let cfg_desc = Descriptor::new(
         MediaType::ImageConfig,
         cfg_bytes.len() as u64,

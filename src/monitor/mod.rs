@@ -190,7 +190,7 @@ impl Foreground {
                         }
                     }
                     1 => {
-                        let m = pty_master.as_ref().expect("pty master polled");
+                        let Some(m) = pty_master.as_ref() else { continue };
                         match read_some(m.as_fd(), &mut buf) {
                             Ok(0) | Err(_) => close_master = true,
                             Ok(n) => {

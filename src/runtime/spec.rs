@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace,
+    LinuxNamespaceType, Mount, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use super::caps::DEFAULT_CAPS;
@@ -111,20 +111,19 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 fn mount(dest: &str, typ: &str, source: &str, opts: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(source)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("static mount fields are valid")
+    let mut m = Mount::default();
+    m.set_destination(dest.into());
+    m.set_typ(Some(typ.to_string()));
+    m.set_source(Some(source.into()));
+    m.set_options(Some(opts.iter().map(|s| s.to_string()).collect()));
+    m
 }
 
 fn to_oci_caps(names: &[String]) -> HashSet<Capability> {
     names.iter().filter_map(|n| Capability::from_str(n.trim_start_matches("CAP_")).ok()).collect()
 }
 
-fn id_maps(m: &[crate::userns::IdMap]) -> Vec<LinuxIdMapping> {
+fn id_maps(m: &[crate::userns::IdMap]) -> Result<Vec<LinuxIdMapping>, String> {
     m.iter()
         .map(|e| {
             LinuxIdMappingBuilder::default()
@@ -132,7 +131,7 @@ fn id_maps(m: &[crate::userns::IdMap]) -> Vec<LinuxIdMapping> {
                 .host_id(e.host_id)
                 .size(e.size)
                 .build()
-                .expect("id mapping fields are valid")
+                .map_err(|err| err.to_string())
         })
         .collect()
 }
@@ -224,11 +223,15 @@ pub fn build(c: &ContainerConfig, maps: &IdMappings, root: PathBuf) -> Result<Sp
     }
     let namespaces = ns
         .into_iter()
-        .map(|t| LinuxNamespaceBuilder::default().typ(t).build().expect("namespace fields are valid"))
+        .map(|t| {
+            let mut n = LinuxNamespace::default();
+            n.set_typ(t);
+            n
+        })
         .collect::<Vec<_>>();
     let mut linux = LinuxBuilder::default()
-        .uid_mappings(id_maps(&maps.uid))
-        .gid_mappings(id_maps(&maps.gid))
+        .uid_mappings(id_maps(&maps.uid)?)
+        .gid_mappings(id_maps(&maps.gid)?)
         .namespaces(namespaces);
     if !c.privileged {
         linux = linux

@@ -159,14 +159,17 @@ impl Store {
         self.save_images(all)
     }
 
-    /// Removes blobs no image references (manifests, configs). Store lock held exclusively.
+    /// Removes blobs no image references (manifests, configs, compressed layers named by the
+    /// manifests). Store lock held exclusively.
     pub fn remove_unreferenced_blobs(&self) -> Result<(), StorageError> {
-        let used: std::collections::HashSet<String> = self
-            .images()?
-            .into_iter()
-            .flat_map(|i| [i.manifest, i.config])
-            .filter_map(|d| d.strip_prefix("sha256:").map(str::to_string))
-            .collect();
+        let mut used: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for i in self.images()? {
+            used.extend(self.manifest_blobs(&i.manifest));
+            used.insert(i.manifest);
+            used.insert(i.config);
+        }
+        let used: std::collections::HashSet<String> =
+            used.iter().filter_map(|d| d.strip_prefix("sha256:").map(str::to_string)).collect();
         let dir = self.root.join("blobs/sha256");
         for e in fs::read_dir(&dir).map_err(|e| StorageError::io("listing blobs", e))?.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
@@ -175,6 +178,28 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+impl Store {
+    /// The config and layer blob digests a stored manifest names (empty if unreadable).
+    pub fn manifest_blobs(&self, manifest: &str) -> Vec<String> {
+        let Ok(data) = self.blob_path(manifest).and_then(|p| fs::read(&p).map_err(|e| StorageError::io("", e))) else {
+            return Vec::new();
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(d) = v.pointer("/config/digest").and_then(|d| d.as_str()) {
+            out.push(d.to_string());
+        }
+        for l in v.get("layers").and_then(|l| l.as_array()).into_iter().flatten() {
+            if let Some(d) = l.get("digest").and_then(|d| d.as_str()) {
+                out.push(d.to_string());
+            }
+        }
+        out
     }
 }
 

@@ -49,6 +49,16 @@ impl PendingUnpack {
         self.child.stdin.take()
     }
 
+    /// Stops the helper and discards what it unpacked (a download failed or did not verify).
+    pub fn abort(self, store: &Store, maps: &IdMappings) {
+        let PendingUnpack { mut child, tmp, _guard } = self;
+        drop(child.stdin.take());
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = store.remove_tree(&tmp, maps);
+        let _ = fs::remove_file(tmp.with_extension("lock"));
+    }
+
     /// Waits for the helper, checks the diff_id, and moves the layer into the store.
     pub fn finish(self, store: &Store, maps: &IdMappings, expected: Option<&str>) -> Result<LayerRecord, StorageError> {
         let PendingUnpack { child, tmp, _guard } = self;
@@ -150,8 +160,24 @@ impl Store {
             UnpackInput::Inherit => Stdio::inherit(),
             UnpackInput::Pipe => Stdio::piped(),
         };
+        // The helper inherits the temporary directory's lock, so that a command that died
+        // (kill -9) cannot have its directory cleaned up while the helper still writes into it,
+        // and it dies with its parent (see `helpers`).
+        let lock_fd = guard.raw_fd();
         let child = crate::userns::spawn_helper(maps, &HelperOp::Nook(args), false, |c| {
+            use std::os::unix::process::CommandExt;
             c.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.env("_NOOK_PARENT_PID", std::process::id().to_string());
+            // SAFETY: runs between fork and exec; fcntl is async-signal-safe and the closure
+            // only uses an integer captured by value.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::fcntl(lock_fd, libc::F_SETFD, 0) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         });
         match child {
             Ok(child) => Ok(PendingUnpack { child, tmp, _guard: guard }),
@@ -192,5 +218,73 @@ impl Store {
             removed.push(id);
         }
         Ok(removed)
+    }
+}
+
+/// A layer stored from a local stream (import, load): the unpacked layer and the kept blob.
+#[derive(Debug, Clone)]
+pub struct KeptLayer {
+    pub layer: LayerRecord,
+    /// Digest and size of the stream as given (compressed or not): the blob in `blobs/`.
+    pub blob: String,
+    pub blob_size: u64,
+    pub compression: super::unpack::Compression,
+}
+
+impl Store {
+    /// Streams `input` once into both a blob (kept, for push and save) and the unpack helper.
+    /// With `expected`, the diff_id must match. Nothing is stored unless everything succeeds.
+    pub fn unpack_and_keep(
+        &self,
+        maps: &IdMappings,
+        input: &mut dyn std::io::Read,
+        expected: Option<&str>,
+    ) -> Result<KeptLayer, StorageError> {
+        use std::io::Write;
+        let mut blob = self.blob_writer()?;
+        let mut pending = self.start_unpack(maps, UnpackInput::Pipe)?;
+        let mut pipe = pending.stdin();
+        if let Some(p) = &pipe {
+            let _ = rustix::pipe::fcntl_setpipe_size(p, 1 << 20);
+        }
+        let mut buf = vec![0u8; 256 << 10];
+        let mut head: Vec<u8> = Vec::new();
+        let mut read_err = None;
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    read_err = Some(e);
+                    break;
+                }
+            };
+            if head.len() < 8 {
+                head.extend_from_slice(&buf[..n.min(8)]);
+            }
+            if let Err(e) = blob.write_all(&buf[..n]) {
+                read_err = Some(e);
+                break;
+            }
+            if let Some(p) = pipe.as_mut()
+                && p.write_all(&buf[..n]).is_err()
+            {
+                // The unpacker stopped: its error says why.
+                pipe = None;
+                break;
+            }
+        }
+        drop(pipe);
+        if let Some(e) = read_err {
+            pending.abort(self, maps);
+            return Err(StorageError::io("reading the layer", e));
+        }
+        let layer = pending.finish(self, maps, expected)?;
+        let compression = super::unpack::detect(&mut &head[..]).unwrap_or(super::unpack::Compression::None);
+        let digest = blob.digest();
+        let blob_size = blob.written();
+        blob.commit(self, &digest)?;
+        Ok(KeptLayer { layer, blob: digest, blob_size, compression })
     }
 }

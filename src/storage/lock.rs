@@ -25,6 +25,15 @@ pub struct LockGuard {
     _file: File,
 }
 
+impl LockGuard {
+    /// The locked file's descriptor. A child that inherits it (without close-on-exec) keeps
+    /// the lock held until it exits too, even if this process dies first.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self._file.as_raw_fd()
+    }
+}
+
 /// How long commands wait for a lock before giving up.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -5,8 +5,11 @@
 //! ```text
 //! storage.lock            store-wide lock (shared: readers, exclusive: writers)
 //! images.json             image records: names/tags -> manifest -> config -> layers
-//! blobs/sha256/<hex>      content-addressed blobs (manifests, configs)
+//! blobs/sha256/<hex>      content-addressed blobs: manifests, configs, and every layer's tar
+//!                         as it came (compressed or not), named by the image's manifest
 //! layers/<hex>/           one unpacked layer per diff_id: diff/ + layer.json
+//! locks/<hex>             per-layer locks (by diff_id), held while a command fetches a layer
+//!                         (empty files, kept: removing a lock file others may open is unsafe)
 //! containers/<id>/        container.json, config.json (OCI runtime spec), state.json, lock,
 //!                         and the driver's data (upper/ work/ merged/, or rootfs/)
 //! names/<name>            name -> container id (O_EXCL creation makes names unique)
@@ -15,6 +18,15 @@
 //! A half-written blob or half-unpacked layer lives only in `tmp/` (or as a `.tmp-*` file) and
 //! is renamed into place when complete, so a kill -9 at any moment never leaves it visible as
 //! complete; the next command that takes the store lock discards the leftovers.
+//!
+//! Layer blobs are kept (not only the unpacked layers) so that `push` and `save` send exactly
+//! the bytes the manifest names — same digests as the registry's, no recompression — at the
+//! cost of the compressed size again on disk. A pull streams each layer once from the network
+//! into both the blob (hashed while written) and the unpacker; the blob is renamed into place
+//! only after its digest and size matched and the layer unpacked to the config's diff_id.
+//! An image is recorded in `images.json` last, under the exclusive store lock, after checking
+//! that all its layers and blobs are there; garbage collection (rmi, prune) runs under the same
+//! lock and keeps every blob that a recorded image's manifest names.
 
 pub mod blobs;
 pub mod containers;

@@ -83,22 +83,6 @@ pub fn decompressed<'a>(r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     })
 }
 
-/// Hashes and counts everything read through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    n: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-}
-
 /// A relative path inside the layer, split into validated components.
 fn clean_components(raw: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
     if raw.first() == Some(&b'/') {
@@ -131,28 +115,104 @@ pub struct UnpackOptions {
 }
 
 /// Unpacks the (possibly compressed) tar stream `r` into the existing directory `dest`.
-pub fn unpack(r: impl Read, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats, UnpackError> {
+///
+/// Two threads: one reads, decompresses and hashes the stream (the diff_id), the other parses
+/// the tar and makes the files, so decompression overlaps with the file system work.
+pub fn unpack(r: impl Read + Send, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats, UnpackError> {
     let root = rustix::fs::open(dest, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| UnpackError::Other(format!("cannot open {}: {e}", dest.display())))?;
-    let hashing = HashingReader { inner: decompressed(r).map_err(UnpackError::Read)?, hasher: Sha256::new(), n: 0 };
-    let mut ar = tar::Archive::new(hashing);
-    let mut u = Unpacker { root, opts: opts.clone(), stats: UnpackStats::default(), dirs: Vec::new(), cache: None };
-    for entry in ar.entries().map_err(UnpackError::Read)? {
-        let mut entry = entry.map_err(UnpackError::Read)?;
-        let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
-        u.entry(&mut entry, &raw).map_err(|e| match e {
-            EntryError::Refused(why) => UnpackError::Refused { path: shown.clone(), why },
-            EntryError::Io(source) => UnpackError::Entry { path: shown.clone(), source },
-        })?;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+        let producer = scope.spawn(move || {
+            let mut hasher = Sha256::new();
+            let mut n = 0u64;
+            let mut d = match decompressed(r) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return (hasher, n);
+                }
+            };
+            loop {
+                let mut buf = vec![0u8; 256 << 10];
+                match d.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(k) => {
+                        buf.truncate(k);
+                        hasher.update(&buf);
+                        n += k as u64;
+                        if tx.send(Ok(buf)).is_err() {
+                            break; // the unpacker stopped (an error): nothing more to do
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
+            }
+            (hasher, n)
+        });
+        let reader = ChannelReader { rx, cur: Vec::new(), pos: 0 };
+        let mut ar = tar::Archive::new(reader);
+        let mut u = Unpacker {
+            root,
+            opts: opts.clone(),
+            stats: UnpackStats::default(),
+            dirs: Vec::new(),
+            cache: None,
+            me: (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()),
+            umask_zero: umask_is_zero(),
+            setgid_dirs: std::collections::HashSet::new(),
+            buf: vec![0u8; 256 << 10],
+        };
+        for entry in ar.entries().map_err(UnpackError::Read)? {
+            let mut entry = entry.map_err(UnpackError::Read)?;
+            let raw = entry.path_bytes().into_owned();
+            let shown = String::from_utf8_lossy(&raw).into_owned();
+            u.entry(&mut entry, &raw).map_err(|e| match e {
+                EntryError::Refused(why) => UnpackError::Refused { path: shown.clone(), why },
+                EntryError::Io(source) => UnpackError::Entry { path: shown.clone(), source },
+            })?;
+        }
+        // Drain: the digest covers the whole stream, including tar padding after the last entry.
+        let mut inner = ar.into_inner();
+        io::copy(&mut inner, &mut io::sink()).map_err(UnpackError::Read)?;
+        drop(inner);
+        let (hasher, n) =
+            producer.join().map_err(|_| UnpackError::Other("the decompressing thread panicked".into()))?;
+        u.finish_dirs();
+        u.stats.diff_id = format!("sha256:{}", hex::encode(hasher.finalize()));
+        u.stats.tar_size = n;
+        Ok(u.stats)
+    })
+}
+
+/// Reads the chunks the decompressing thread sends.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => {
+                    self.cur = b;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let k = buf.len().min(self.cur.len() - self.pos);
+        buf[..k].copy_from_slice(&self.cur[self.pos..self.pos + k]);
+        self.pos += k;
+        Ok(k)
     }
-    // Drain: the digest covers the whole stream, including tar padding after the last entry.
-    let mut inner = ar.into_inner();
-    io::copy(&mut inner, &mut io::sink()).map_err(UnpackError::Read)?;
-    u.finish_dirs();
-    u.stats.diff_id = format!("sha256:{}", hex::encode(inner.hasher.finalize()));
-    u.stats.tar_size = inner.n;
-    Ok(u.stats)
 }
 
 enum EntryError {
@@ -180,6 +240,37 @@ struct Unpacker {
     dirs: Vec<(Vec<u8>, i64)>,
     /// The last parent directory opened, reused while entries stay in it.
     cache: Option<(Vec<u8>, OwnedFd)>,
+    /// Who new files belong to without a chown (this process's effective ids).
+    me: (u32, u32),
+    /// The umask is 0: files and directories can be created with their final mode.
+    umask_zero: bool,
+    /// Directories of this layer with the set-group-ID bit (new entries inherit their group).
+    setgid_dirs: std::collections::HashSet<Vec<u8>>,
+    /// Copy buffer for file contents (large: one write per 256 KiB, not per 8 KiB).
+    buf: Vec<u8>,
+}
+
+/// Copies `r` to `w` through `buf`; returns the byte count.
+fn copy_with(r: &mut impl Read, w: &mut impl io::Write, buf: &mut [u8]) -> io::Result<u64> {
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..k])?;
+        n += k as u64;
+    }
+}
+
+/// The process's umask, read without changing it (`Umask:` in /proc/self/status).
+fn umask_is_zero() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim() == "0000")))
+        .unwrap_or(false)
 }
 
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
@@ -231,6 +322,30 @@ impl Unpacker {
             return (0, 0);
         }
         (u32::try_from(uid).unwrap_or(0), u32::try_from(gid).unwrap_or(0))
+    }
+
+    /// Does an entry created in `parent` need a chown to get `uid:gid`? Not when those are
+    /// this process's ids (root, in the user namespace) and the parent is not set-group-ID.
+    fn needs_chown(&mut self, parent: &[&[u8]], uid: u64, gid: u64) -> bool {
+        let (u, g) = self.owner(uid, gid);
+        (u, g) != self.me || (!parent.is_empty() && self.setgid_dirs.contains(&join(parent)))
+    }
+
+    /// Runs `make`; if the name is taken, clears it (as the tar format says a later entry
+    /// replaces an earlier one) and runs `make` again. Saves a stat per entry.
+    fn create(
+        &mut self,
+        dir: &OwnedFd,
+        name: &CStr,
+        mut make: impl FnMut() -> rustix::io::Result<()>,
+    ) -> Result<(), EntryError> {
+        match make() {
+            Err(rustix::io::Errno::EXIST) => {
+                self.clear(dir, name, false)?;
+                make().map_err(Into::into)
+            }
+            r => r.map_err(Into::into),
+        }
     }
 
     /// chown (without following symlinks); owners outside the mapped range go to root.
@@ -299,39 +414,71 @@ impl Unpacker {
         }
 
         let name = cstr(last)?;
+        // With umask 0 and no chown, an entry is created with its final mode and needs no
+        // chmod — unless it has set-user/group-ID bits, which mkdir ignores and a write or a
+        // chown clears: those get their mode at the end.
+        let chown = self.needs_chown(parents, uid, gid);
+        let direct = self.umask_zero && !chown && mode & 0o6000 == 0;
         match kind {
             tar::EntryType::Directory => {
-                self.clear(&dir, &name, true)?;
-                match rustix::fs::mkdirat(&dir, name.as_c_str(), Mode::from_raw_mode(0o700)) {
-                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                let create_mode = Mode::from_raw_mode(if direct { mode } else { 0o700 });
+                match rustix::fs::mkdirat(&dir, name.as_c_str(), create_mode) {
+                    Ok(()) => {}
+                    Err(rustix::io::Errno::EXIST) => {
+                        // An existing directory stays (its content merges); anything else goes.
+                        self.clear(&dir, &name, true)?;
+                        match rustix::fs::mkdirat(&dir, name.as_c_str(), create_mode) {
+                            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                        self.chown(&dir, &name, uid, gid)?;
+                        rustix::fs::chmodat(&dir, name.as_c_str(), Mode::from_raw_mode(mode), AtFlags::empty())?;
+                    }
                     Err(e) => return Err(e.into()),
                 }
-                self.chown(&dir, &name, uid, gid)?;
-                rustix::fs::chmodat(&dir, name.as_c_str(), Mode::from_raw_mode(mode), AtFlags::empty())?;
+                if chown {
+                    self.chown(&dir, &name, uid, gid)?;
+                }
+                if !direct {
+                    rustix::fs::chmodat(&dir, name.as_c_str(), Mode::from_raw_mode(mode), AtFlags::empty())?;
+                }
+                if mode & 0o2000 != 0 {
+                    self.setgid_dirs.insert(join(&comps));
+                }
                 self.dirs.push((join(&comps), mtime));
                 self.cache = None;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                self.clear(&dir, &name, false)?;
-                let fd = rustix::fs::openat(
-                    &dir,
-                    name.as_c_str(),
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )?;
-                let mut f = std::fs::File::from(fd);
-                let n = io::copy(e, &mut f)?;
+                let create_mode = Mode::from_raw_mode(if direct { mode } else { 0o600 });
+                let mut fd = None;
+                self.create(&dir, &name, || {
+                    fd = Some(rustix::fs::openat(
+                        &dir,
+                        name.as_c_str(),
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        create_mode,
+                    )?);
+                    Ok(())
+                })?;
+                let mut f = std::fs::File::from(fd.ok_or_else(|| io::Error::other("file not created"))?);
+                let n = copy_with(e, &mut f, &mut self.buf)?;
                 self.stats.content_size += n;
-                self.chown(&dir, &name, uid, gid)?;
-                // After chown: chown clears set-user-ID and set-group-ID bits.
-                rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))?;
+                if chown {
+                    self.chown(&dir, &name, uid, gid)?;
+                }
+                if !direct {
+                    // After chown: chown clears set-user-ID and set-group-ID bits.
+                    rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))?;
+                }
                 set_times(f.as_fd(), None, mtime)?;
             }
             tar::EntryType::Symlink => {
                 let target = e.link_name_bytes().ok_or(EntryError::Refused("symlink without a target"))?;
-                self.clear(&dir, &name, false)?;
-                rustix::fs::symlinkat(cstr(&target)?.as_c_str(), &dir, name.as_c_str())?;
-                self.chown(&dir, &name, uid, gid)?;
+                let target = cstr(&target)?;
+                self.create(&dir, &name, || rustix::fs::symlinkat(target.as_c_str(), &dir, name.as_c_str()))?;
+                if chown {
+                    self.chown(&dir, &name, uid, gid)?;
+                }
                 set_times(dir.as_fd(), Some(&name), mtime)?;
             }
             tar::EntryType::Link => {
@@ -721,6 +868,34 @@ mod tests {
         let t = b.into_inner().unwrap();
         unpack(&t[..], d.path(), &opts()).unwrap();
         assert_eq!(std::fs::metadata(d.path().join("su")).unwrap().permissions().mode() & 0o7777, 0o4755);
+    }
+
+    #[test]
+    fn entries_in_a_setgid_directory_get_the_group_the_tar_gives() {
+        // Needs chown to another group: only as root (CI runs the tests as root).
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, mode, gid) in
+            [("sg/", tar::EntryType::Directory, 0o2775, 50), ("sg/f", tar::EntryType::Regular, 0o644, 0)]
+        {
+            let mut h = tar::Header::new_gnu();
+            h.set_path(path).unwrap();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(0);
+            h.set_gid(gid);
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, &b""[..]).unwrap();
+        }
+        let t = b.into_inner().unwrap();
+        unpack(&t[..], d.path(), &opts()).unwrap();
+        let sg = std::fs::metadata(d.path().join("sg")).unwrap();
+        assert_eq!((sg.gid(), sg.permissions().mode() & 0o7777), (50, 0o2775));
+        assert_eq!(std::fs::metadata(d.path().join("sg/f")).unwrap().gid(), 0);
     }
 
     #[test]

@@ -3,10 +3,16 @@
 
 mod common;
 
+mod archive;
+mod auth;
 mod cli;
+mod image_verbs;
 mod images;
 mod isolation;
 mod keepid;
+mod pull;
+mod pull_errors;
+mod push;
 mod rig;
 mod run;
 mod storage;

@@ -8,7 +8,8 @@
 # - makes /dev/fuse and /dev/net/tun usable by normal users (0666, as udev does on usual distros)
 set -euo pipefail
 
-PACKAGES=(uidmap busybox-static fuse-overlayfs fuse3 slirp4netns util-linux procps ca-certificates)
+PACKAGES=(uidmap busybox-static fuse-overlayfs fuse3 slirp4netns util-linux procps ca-certificates
+  docker-registry skopeo apache2-utils openssl podman)
 TEST_USER=${NOOK_TEST_USER:-nook-test}
 NOSUB_USER=${NOOK_NOSUB_USER:-nook-nosub}
 
@@ -24,7 +25,14 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup-root.sh: installing ${missing[*]}" >&2
   apt-get update -qq
+  # docker-registry's package would start a registry on :5000 (all interfaces) through its
+  # init script; the tests start their own on 127.0.0.1, so no service may start here.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 # The first free 65536-aligned range above everything already in the files.

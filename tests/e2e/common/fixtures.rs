@@ -124,14 +124,14 @@ fn sha(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     z.write_all(data).unwrap();
     z.finish().unwrap()
 }
 
 /// Writes a blob into an OCI layout; returns (digest, size).
-fn blob(layout: &Path, data: &[u8]) -> (String, usize) {
+pub fn blob(layout: &Path, data: &[u8]) -> (String, usize) {
     let d = sha(data);
     fs::write(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:")), data).unwrap();
     (d, data.len())
@@ -140,10 +140,20 @@ fn blob(layout: &Path, data: &[u8]) -> (String, usize) {
 /// (compressed layer, media type, uncompressed tar) → an image in `layout`; returns the
 /// manifest descriptor.
 fn oci_image(layout: &Path, layers: &[(Vec<u8>, &str, Vec<u8>)], cmd: &[&str]) -> serde_json::Value {
+    oci_image_arch(layout, layers, cmd, "amd64")
+}
+
+/// As `oci_image`, for an architecture.
+pub fn oci_image_arch(
+    layout: &Path,
+    layers: &[(Vec<u8>, &str, Vec<u8>)],
+    cmd: &[&str],
+    arch: &str,
+) -> serde_json::Value {
     let diff_ids: Vec<String> = layers.iter().map(|(_, _, raw)| sha(raw)).collect();
     let config = serde_json::json!({
         "created": "2024-01-01T00:00:00Z",
-        "architecture": "amd64",
+        "architecture": arch,
         "os": "linux",
         "config": { "Env": ["PATH=/bin"], "Cmd": cmd },
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
@@ -228,6 +238,10 @@ pub fn build_all(dir: &Path) {
     m2["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "multilayer"});
     let index = serde_json::json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [m1, m2] });
     fs::write(layout.join("index.json"), serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+    multiarch_layout(&tmp.join("oci-more"), &bb);
+    // Short names are not resolved unless a test configures search registries (no test may
+    // reach out to docker.io).
+    fs::write(tmp.join("registries-none.conf"), "unqualified-search-registries = []\n").unwrap();
     make_readable(&tmp);
     fs::write(tmp.join("done"), b"").unwrap();
     match fs::rename(&tmp, dir) {
@@ -237,6 +251,49 @@ pub fn build_all(dir: &Path) {
         }
         Err(e) => panic!("installing fixtures: {e}"),
     }
+}
+
+/// `oci-more/`: `multiarch` (an OCI index: linux/amd64 and linux/arm64, each the busybox layer
+/// plus a layer with `/arch` naming its platform), and each platform's image alone as
+/// `ma-amd64` and `ma-arm64`.
+fn multiarch_layout(layout: &Path, bb: &[u8]) {
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let mut entries = Vec::new();
+    let mut index_entries = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let marker = tar_with(&[Entry::File("arch", format!("{arch}\n").as_bytes(), 0o644)]);
+        let mut m =
+            oci_image_arch(layout, &[(gzip(bb), gz, bb.to_vec()), (gzip(&marker), gz, marker)], &["/bin/sh"], arch);
+        let mut plain = m.clone();
+        plain["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": format!("ma-{arch}")});
+        entries.push(plain);
+        m["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+        index_entries.push(m);
+    }
+    let nested = serde_json::json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": index_entries });
+    let (d, s) = blob(layout, &serde_json::to_vec(&nested).unwrap());
+    entries.push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": s,
+        "annotations": {"org.opencontainers.image.ref.name": "multiarch"},
+    }));
+    let index = serde_json::json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries });
+    fs::write(layout.join("index.json"), serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+}
+
+/// An OCI layout at `dir` with one image `img` made of the given uncompressed layer tars
+/// (gzip-compressed), for hostile-layer tests.
+pub fn layout_with_layers(dir: &Path, layers: &[Vec<u8>]) {
+    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let l: Vec<(Vec<u8>, &str, Vec<u8>)> = layers.iter().map(|t| (gzip(t), gz, t.clone())).collect();
+    let mut m = oci_image(dir, &l, &["/bin/sh"]);
+    m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "img"});
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [m] });
+    fs::write(dir.join("index.json"), serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+    make_readable(dir);
 }
 
 fn make_readable(p: &Path) {

@@ -11,6 +11,8 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod hostile;
+pub mod registry;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -143,7 +145,9 @@ impl Env {
                 std::os::unix::fs::chown(p, Some(user.uid), Some(user.gid)).unwrap();
             }
         }
-        Env { user, dir, home, run, vars: Vec::new(), unset: Vec::new() }
+        let conf = r.fixtures.join("registries-none.conf").display().to_string();
+        let vars = vec![("CONTAINERS_REGISTRIES_CONF".to_string(), conf)];
+        Env { user, dir, home, run, vars, unset: Vec::new() }
     }
 
     /// A directory in this test's world owned by the test user.

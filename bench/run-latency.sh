@@ -49,7 +49,7 @@ fi
 # The image: busybox, as the tests make it.
 as sh -c "mkdir -p $H/rootfs/bin $H/rootfs/etc $H/rootfs/proc $H/rootfs/tmp && cp /bin/busybox $H/rootfs/bin/ &&
   for a in \$(/bin/busybox --list); do [ \$a = busybox ] || ln -s busybox $H/rootfs/bin/\$a; done &&
-  echo 'root:x:0:0:root:/root:/bin/sh' > $H/rootfs/etc/passwd && tar -C $H/rootfs -cf $H/bb.tar ."
+  echo 'root:x:0:0:root:/root:/bin/sh' > $H/rootfs/etc/passwd && tar -C $H/rootfs --owner=0 --group=0 --numeric-owner -cf $H/bb.tar ."
 as "$BIN/nook" import "$H/bb.tar" bb >/dev/null
 
 uid=$(id -u "$U"); gid=$(id -g "$U")

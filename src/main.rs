@@ -5,8 +5,6 @@ mod cmd;
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "__userns") {
@@ -15,7 +13,7 @@ fn main() {
     // `nook run` starts the container's user namespace first: newuidmap and newgidmap, slow
     // setuid helpers, then run while the arguments are parsed and the container is prepared.
     let early = if args.get(1).is_some_and(|a| a == "run") { cmd::run::begin_early() } else { None };
-    let cli = match cmd::Cli::try_parse_from(&args) {
+    let cli = match cmd::Cli::parse_args(&args) {
         Ok(c) => c,
         Err(e) => {
             if let Some(p) = early {

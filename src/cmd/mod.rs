@@ -41,6 +41,15 @@ use nook::context::Context;
     max_term_width = 100
 )]
 pub struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The flags every verb takes.
+#[derive(clap::Args, Debug)]
+struct Globals {
     /// Storage root (default: $XDG_DATA_HOME/nook).
     #[arg(long, global = true, env = "NOOK_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
@@ -53,8 +62,22 @@ pub struct Cli {
     /// Storage driver: overlay, fuse-overlayfs or vfs (default: storage.conf, else chosen automatically).
     #[arg(long, global = true, env = "NOOK_STORAGE_DRIVER", value_name = "NAME")]
     storage_driver: Option<String>,
+}
+
+/// `nook run …` alone: building clap's description of every verb costs more than the rest of
+/// argument parsing, and `run` is the path whose latency matters.
+#[derive(Parser, Debug)]
+#[command(name = "nook", version)]
+struct RunOnly {
+    #[command(flatten)]
+    globals: Globals,
     #[command(subcommand)]
-    command: Command,
+    command: RunVerb,
+}
+
+#[derive(Subcommand, Debug)]
+enum RunVerb {
+    Run(run::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,11 +137,24 @@ enum Command {
 
 impl Cli {
     fn context(&self) -> anyhow::Result<Context> {
-        Ok(Context::new(self.root.clone(), self.runroot.clone(), self.storage_driver.clone())?)
+        let g = &self.globals;
+        Ok(Context::new(g.root.clone(), g.runroot.clone(), g.storage_driver.clone())?)
     }
 
     pub fn log_level(&self) -> &str {
-        &self.log_level
+        &self.globals.log_level
+    }
+
+    /// Parses the command line. `nook run …` is parsed with the `run` verb alone; anything
+    /// that does not parse that way (help, errors, other verbs) gets the full parser, so
+    /// messages are the same.
+    pub fn parse_args(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+        if args.get(1).is_some_and(|a| a == "run")
+            && let Ok(RunOnly { globals, command: RunVerb::Run(a) }) = RunOnly::try_parse_from(args)
+        {
+            return Ok(Cli { globals, command: Command::Run(Box::new(a)) });
+        }
+        Cli::try_parse_from(args)
     }
 }
 

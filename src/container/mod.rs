@@ -428,7 +428,15 @@ fn run_attached_inner(ctx: &Context, c: &Created, pending: Pending) -> Result<i3
             return Err(e);
         }
     };
-    let spawn = SpawnConfig { spec: &c.spec, rootfs: &rootfs, stdio: fg.child_stdio(), kill_with_owner: true };
+    // Without a terminal nothing has to happen between the container being ready and its
+    // exec; with one, the terminal is put in raw mode first.
+    let spawn = SpawnConfig {
+        spec: &c.spec,
+        rootfs: &rootfs,
+        stdio: fg.child_stdio(),
+        kill_with_owner: true,
+        start_at_once: !rec.tty,
+    };
     let set_error = |msg: String| {
         if !rec.rm {
             let mut st = ContainerState::created();

@@ -44,6 +44,10 @@ pub struct SpawnConfig<'a> {
     pub stdio: Stdio,
     /// Kill the container if its owner dies.
     pub kill_with_owner: bool,
+    /// Let the container exec its command as soon as it is ready, without waiting for
+    /// [`Created::start`] (which then only waits for the exec): one round trip less, for an
+    /// owner that has nothing to do between the two.
+    pub start_at_once: bool,
 }
 
 /// What the setup process receives (as JSON, with the stdio descriptors alongside).
@@ -73,6 +77,8 @@ pub struct Created {
     /// Processes serving the root filesystem, to stop after the container exits.
     pub helper_pids: Vec<i32>,
     sock: OwnedFd,
+    /// The go was sent with the configuration (`start_at_once`).
+    go_sent: bool,
 }
 
 /// How long each setup step may take before the owner gives up.
@@ -288,6 +294,13 @@ impl Pending {
                     *init_pid = pids.first().copied();
                     helper_pids.extend_from_slice(pids.get(1..).unwrap_or_default());
                     let _ = reap(self.setup_pid);
+                    if cfg.start_at_once {
+                        // Queued for init, which reads it once ready. Only now: the setup
+                        // process is gone, so init's parent is this process when init sets
+                        // its parent-death signal (the setup process exiting later would
+                        // deliver it).
+                        send(&self.sock, b'G', &[], None).map_err(|e| peer_error(&self.sock, e))?;
+                    }
                 }
                 b'T' => pty_master = m.fds.pop(),
                 b'R' => ready = true,
@@ -301,6 +314,7 @@ impl Pending {
             pty_master,
             helper_pids: helper_pids.clone(),
             sock: self.sock.try_clone().map_err(|e| RuntimeError::Setup(e.to_string()))?,
+            go_sent: cfg.start_at_once,
         })
     }
 }
@@ -309,7 +323,9 @@ impl Created {
     /// Lets the container exec its command; returns once it did (or failed to). `starting`
     /// runs while the container execs (the caller records the container as running).
     pub fn start(self, starting: impl FnOnce()) -> Result<(), RuntimeError> {
-        send(&self.sock, b'G', &[], None).map_err(|e| peer_error(&self.sock, e))?;
+        if !self.go_sent {
+            send(&self.sock, b'G', &[], None).map_err(|e| peer_error(&self.sock, e))?;
+        }
         starting();
         let m = recv(&self.sock, SETUP_TIMEOUT, "the container command to start").map_err(RuntimeError::Setup)?;
         match m.tag {

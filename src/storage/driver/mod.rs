@@ -14,6 +14,7 @@
 mod conf;
 pub mod fsinfo;
 pub mod idmapped;
+mod mountpoints;
 pub mod select;
 mod vfs;
 
@@ -126,6 +127,11 @@ pub fn lower_dirs(store: &Store, rec: &ContainerRecord) -> Result<Vec<PathBuf>, 
     }
     if lower.is_empty() {
         lower.push(store.container_dir(&rec.id).join("empty"));
+    } else if rec.keep_id.is_none()
+        && let Some(top) = rec.layers.last()
+        && let Some(m) = mountpoints::ensure(&store.layer_dir(top)?, &rec.layers, &lower)
+    {
+        lower.insert(0, m);
     }
     Ok(lower)
 }

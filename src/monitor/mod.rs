@@ -4,6 +4,10 @@
 //!
 //! Foreground `nook run` runs this loop in its own process with the terminal attached.
 
+pub mod attach;
+pub mod detached;
+pub mod logs;
+
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 

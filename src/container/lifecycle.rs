@@ -126,6 +126,13 @@ pub fn start_detached(ctx: &Context, rec: &ContainerRecord, attach: bool) -> Res
         if st.status != ContainerStatus::Created {
             st.status = ContainerStatus::Exited;
         }
+        // Until the monitor takes over, this command stands in for it: a concurrent stop
+        // sees a start in progress and waits for it.
+        let me = std::process::id() as i32;
+        st.monitor_pid = Some(me);
+        st.monitor_start = process_start_time(me);
+        st.detached = true;
+        st.restart_delay_ms = None;
         store.save_state(&rec.id, &st)?;
     }
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -138,6 +145,7 @@ pub fn start_detached(ctx: &Context, rec: &ContainerRecord, attach: bool) -> Res
         storage_driver: ctx.storage_driver.clone(),
         sync_fd: Some(w.as_raw_fd()),
         wait_attach: attach,
+        starter: Some(std::process::id() as i32),
         id: rec.id.clone(),
     };
     let mut c = std::process::Command::new("/proc/self/exe");
@@ -227,10 +235,7 @@ pub fn stop(ctx: &Context, rec: &ContainerRecord, timeout: Option<u32>) -> Resul
     store.update_state(&rec.id, |st| st.stop_requested = true)?;
     let timeout = Duration::from_secs(u64::from(timeout.or(rec.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT)));
     // Being started: wait for the command to run (or the start to fail).
-    wait_until(Duration::from_secs(90), || {
-        let st = load(ctx, &rec.id);
-        is_running(&st) || !st.monitor_alive() || st.status == ContainerStatus::Exited
-    });
+    wait_until(Duration::from_secs(90), || settled(&load(ctx, &rec.id)));
     let st = load(ctx, &rec.id);
     if is_running(&st)
         && let Some(pid) = st.pid
@@ -248,6 +253,11 @@ pub fn stop(ctx: &Context, rec: &ContainerRecord, timeout: Option<u32>) -> Resul
         let _ = nix::sys::signal::kill(Pid::from_raw(m), Signal::SIGTERM);
     }
     settle(ctx, rec)
+}
+
+/// Not being started: running, without a monitor, or a monitor waiting to restart it.
+fn settled(st: &ContainerState) -> bool {
+    is_running(st) || !st.monitor_alive() || st.restart_delay_ms.is_some()
 }
 
 /// Waits for the monitor to record the exit; records it itself when the monitor is gone.
@@ -412,10 +422,7 @@ pub fn quiesce(ctx: &Context, rec: &ContainerRecord, force: bool) -> Result<(), 
     }
     store.update_state(&rec.id, |st| st.stop_requested = true)?;
     // Being started: let the start finish first, then kill it.
-    wait_until(Duration::from_secs(90), || {
-        let st = load(ctx, &rec.id);
-        is_running(&st) || !st.monitor_alive() || st.status == ContainerStatus::Exited
-    });
+    wait_until(Duration::from_secs(90), || settled(&load(ctx, &rec.id)));
     let st = load(ctx, &rec.id);
     if is_running(&st)
         && let Some(pid) = st.pid

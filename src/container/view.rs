@@ -186,7 +186,9 @@ pub fn inspect(ctx: &Context, rec: &ContainerRecord) -> Result<Value, ContainerE
         .filter(|m| m.typ().as_deref() == Some("bind"))
         .filter_map(|m| {
             let src = m.source().clone()?;
-            if src.starts_with(&rundir) || src.starts_with(&ctx.paths.root) {
+            let dest = m.destination();
+            let system = ["/sys", "/proc", "/dev"].iter().any(|d| dest.starts_with(d));
+            if system || src.starts_with(&rundir) || src.starts_with(&ctx.paths.root) {
                 return None;
             }
             let opts = m.options().clone().unwrap_or_default();

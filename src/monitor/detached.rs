@@ -48,6 +48,8 @@ pub struct MonitorArgs {
     pub storage_driver: Option<String>,
     pub sync_fd: Option<RawFd>,
     pub wait_attach: bool,
+    /// The starting command, which stands in for the monitor in the state until it claims it.
+    pub starter: Option<i32>,
     pub id: String,
 }
 
@@ -67,6 +69,10 @@ impl MonitorArgs {
         if self.wait_attach {
             v.push("--wait-attach".into());
         }
+        if let Some(p) = self.starter {
+            v.push("--starter".into());
+            v.push(p.to_string().into());
+        }
         v.push(self.id.clone().into());
         v
     }
@@ -78,6 +84,7 @@ impl MonitorArgs {
             storage_driver: None,
             sync_fd: None,
             wait_attach: false,
+            starter: None,
             id: String::new(),
         };
         let mut it = args.iter();
@@ -88,6 +95,7 @@ impl MonitorArgs {
                 "--storage-driver" => m.storage_driver = Some(it.next()?.to_str()?.to_string()),
                 "--sync" => m.sync_fd = it.next()?.to_str()?.parse().ok(),
                 "--wait-attach" => m.wait_attach = true,
+                "--starter" => m.starter = it.next()?.to_str()?.parse().ok(),
                 id => m.id = id.to_string(),
             }
         }
@@ -167,7 +175,7 @@ fn monitor(a: &MonitorArgs, sync: &mut Sync) -> Result<(), ContainerError> {
     let spec = container::load_spec(&ctx, &rec.id)?;
     let me = std::process::id() as i32;
     let claimed = store.update_state(&rec.id, |st| {
-        if st.monitor_alive() && st.monitor_pid != Some(me) {
+        if st.monitor_alive() && st.monitor_pid != Some(me) && st.monitor_pid != a.starter {
             return false;
         }
         st.monitor_pid = Some(me);
@@ -227,6 +235,10 @@ fn monitor(a: &MonitorArgs, sync: &mut Sync) -> Result<(), ContainerError> {
             sync.done(&format!("S {}\n", l.pid));
             first = false;
         }
+        // Stopped (or removed) while it was being started: it ends at once.
+        if store.load_state(&rec.id).map(|st| st.stop_requested).unwrap_or(true) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(l.pid), Signal::SIGKILL);
+        }
         let code = serve(&ctx, &rec, &signals, &listener, &mut clients, &mut streams, &mut log, l.pid);
         for h in &l.helpers {
             runtime::fuse::stop_daemon(*h, Duration::from_secs(5));
@@ -262,15 +274,18 @@ fn monitor(a: &MonitorArgs, sync: &mut Sync) -> Result<(), ContainerError> {
         } else {
             (backoff_ms * 2).min(MAX_BACKOFF_MS)
         };
-        store.update_state(&rec.id, |st| {
-            st.restart_count += 1;
-            st.restart_delay_ms = Some(backoff_ms);
-        })?;
+        store.update_state(&rec.id, |st| st.restart_delay_ms = Some(backoff_ms))?;
         if !back_off(&signals, Duration::from_millis(backoff_ms)) {
             break;
         }
-        // A stop (or rm) during the back-off.
-        if store.load_state(&rec.id).map(|s| s.stop_requested).unwrap_or(true) {
+        // A stop (or rm) during the back-off; else the restart counts.
+        let go = store.update_state(&rec.id, |st| {
+            if !st.stop_requested {
+                st.restart_count += 1;
+            }
+            !st.stop_requested
+        });
+        if !matches!(go, Ok(true)) {
             break;
         }
     }

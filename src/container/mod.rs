@@ -495,6 +495,13 @@ fn run_attached_inner(ctx: &Context, c: &Created, pending: Pending) -> Result<i3
             return Err(ContainerError::Io(format!("preparing stdio: {e}")));
         }
     };
+    // `--rm` containers are gone with their logs: none is written.
+    if !rec.rm
+        && rec.log_driver != "none"
+        && let Ok(w) = crate::monitor::logs::LogWriter::open(&ctx.store.container_dir(&rec.id), rec.log_max_size)
+    {
+        fg.log_to(w);
+    }
     let stdio = fg.child_stdio();
     let l = launch(ctx, rec, &c.spec, pending, stdio, false, |m| fg.created(m))?;
     let exit = fg

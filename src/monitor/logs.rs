@@ -187,13 +187,11 @@ impl Follower {
             && now_ino != self.ino
             && let Ok(f) = File::open(&self.path)
         {
-            {
-                self.file = Some(f);
-                self.ino = now_ino;
-                self.pos = 0;
-                if let Some(f) = self.file.as_mut() {
-                    self.pos += read_from(f, 0, &mut out)?;
-                }
+            self.file = Some(f);
+            self.ino = now_ino;
+            self.pos = 0;
+            if let Some(f) = self.file.as_mut() {
+                self.pos += read_from(f, 0, &mut out)?;
             }
         }
         Ok(out)

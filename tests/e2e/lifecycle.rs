@@ -683,3 +683,18 @@ fn attach_and_detach_keys() {
     e.ok(["rm", "-af"]);
     wait_monitors_gone(&e);
 }
+
+#[test]
+fn a_foreground_run_is_logged_too() {
+    let e = Env::new();
+    e.import_busybox();
+    assert_eq!(e.ok(["run", "--name", "fg", "bb", "sh", "-c", "echo out; echo err >&2"]), "out\n");
+    let o = e.run(["logs", "fg"]);
+    assert_eq!((o.stdout.as_str(), o.stderr.as_str()), ("out\n", "err\n"), "{o}");
+    assert_eq!(e.ok(["ps", "-a", "--format", "{{.Status}}"]).split(' ').next(), Some("Exited"));
+    // start runs it again, now in the background.
+    e.ok(["start", "fg"]);
+    assert_eq!(e.ok(["wait", "fg"]), "0\n");
+    wait_for("the second run's output", T, || logs(&e, "fg").matches("out").count() == 2);
+    wait_monitors_gone(&e);
+}

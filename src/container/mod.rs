@@ -672,6 +672,8 @@ pub fn remove(ctx: &Context, rec: &ContainerRecord, force: bool) -> Result<(), C
     }
     layer::stop_helpers(ctx, rec, &st);
     store.remove_container(rec, &ctx.maps)?;
+    // The exit code a monitor left for `wait`.
+    let _ = fs::remove_file(ctx.paths.runroot.join("exits").join(&rec.id));
     Ok(())
 }
 

@@ -104,9 +104,9 @@ impl MonitorArgs {
 }
 
 /// Reports to the starting command (once), then closes the pipe.
-struct Sync(Option<OwnedFd>);
+struct Starter(Option<OwnedFd>);
 
-impl Sync {
+impl Starter {
     fn say(&mut self, line: &str) {
         if let Some(fd) = &self.0 {
             let _ = super::write_all(fd.as_fd(), line.as_bytes());
@@ -147,7 +147,7 @@ pub fn main(args: &[OsString]) -> i32 {
             unsafe { libc::dup2(null.as_raw_fd(), t) };
         }
     }
-    let mut sync = Sync(sync);
+    let mut sync = Starter(sync);
     let code = match monitor(&a, &mut sync) {
         Ok(()) => 0,
         Err(e) => {
@@ -167,7 +167,7 @@ fn io_err(what: &str) -> impl FnOnce(io::Error) -> ContainerError + '_ {
     move |e| ContainerError::Io(format!("{what}: {e}"))
 }
 
-fn monitor(a: &MonitorArgs, sync: &mut Sync) -> Result<(), ContainerError> {
+fn monitor(a: &MonitorArgs, sync: &mut Starter) -> Result<(), ContainerError> {
     let ctx = Context::new(Some(a.root.clone()), Some(a.runroot.clone()), a.storage_driver.clone())
         .map_err(|e| ContainerError::Io(e.to_string()))?;
     let store = &ctx.store;
@@ -245,7 +245,7 @@ fn monitor(a: &MonitorArgs, sync: &mut Sync) -> Result<(), ContainerError> {
         if store.load_state(&rec.id).map(|st| st.stop_requested).unwrap_or(true) {
             let _ = nix::sys::signal::kill(Pid::from_raw(l.pid), Signal::SIGKILL);
         }
-        let code = serve(&ctx, &rec, &signals, &listener, &mut clients, &mut streams, &mut log, l.pid);
+        let code = serve(&rec, &signals, &listener, &mut clients, &mut streams, &mut log, l.pid);
         for h in &l.helpers {
             runtime::fuse::stop_daemon(*h, Duration::from_secs(5));
         }
@@ -417,7 +417,6 @@ fn reap_all(pid: Option<i32>) -> Option<i32> {
 /// Runs until the container exits and its output is drained; returns its exit code.
 #[allow(clippy::too_many_arguments)]
 fn serve(
-    ctx: &Context,
     rec: &ContainerRecord,
     signals: &SignalFd,
     listener: &OwnedFd,
@@ -555,6 +554,5 @@ fn serve(
             clients.remove(i);
         }
     }
-    let _ = ctx;
     exit.unwrap_or(-1)
 }

@@ -419,6 +419,24 @@ fn sigkill_of_the_monitor_is_reported_and_cleaned_up() {
     e.ok(["rm", "orphan"]);
     assert_eq!(container_dirs(&e), 0);
     assert!(monitors(&e).is_empty());
+
+    // With fuse-overlayfs the root filesystem has a daemon of its own: the container dies with
+    // its monitor, the daemon is stopped by rm, and no mount is left.
+    e.ok(["--storage-driver", "fuse-overlayfs", "run", "-d", "--name", "fz", "bb", "sleep", "100"]);
+    let dir = std::fs::read_dir(e.store().join("containers")).unwrap().next().unwrap().unwrap().path();
+    let st: Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let helpers: Vec<i64> = st["helpers"].as_array().unwrap().iter().map(|h| h["pid"].as_i64().unwrap()).collect();
+    assert!(!helpers.is_empty() && helpers.iter().all(|p| alive(*p)), "{st}");
+    let i = inspect(&e, "fz");
+    let (pid, mon) = (i["State"]["Pid"].as_i64().unwrap(), i["State"]["ConmonPid"].as_i64().unwrap());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mon as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the container to die with its monitor", T, || !alive(pid));
+    assert_eq!(status(&e, "fz"), "exited");
+    e.ok(["rm", "fz"]);
+    assert!(helpers.iter().all(|p| !alive(*p)), "rm stopped the fuse-overlayfs daemon");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&e.store().display().to_string()), "no mount is left");
+    assert_eq!(container_dirs(&e), 0);
 }
 
 #[test]
@@ -539,6 +557,10 @@ fn inspect_fields() {
     assert!(finished >= started);
     let o = e.run(["inspect", "nosuch"]);
     assert_eq!(o.code, 125, "{o}");
+    // Images too, as podman's inspect does; --type narrows it.
+    let img: Value = serde_json::from_str(&e.ok(["inspect", "bb"])).unwrap();
+    assert!(img[0]["Id"].as_str().is_some_and(|id| id.len() == 64), "{img}");
+    assert_eq!(e.run(["inspect", "--type", "container", "bb"]).code, 125);
 }
 
 #[test]

@@ -140,8 +140,9 @@ pub fn start_detached(ctx: &Context, rec: &ContainerRecord, attach: bool) -> Res
     // The write end goes to the monitor: not close-on-exec.
     rustix::io::fcntl_setfd(&w, rustix::io::FdFlags::empty()).map_err(|e| ContainerError::Io(format!("fcntl: {e}")))?;
     let args = MonitorArgs {
-        root: ctx.paths.root.clone(),
-        runroot: ctx.paths.runroot.clone(),
+        // The monitor runs in /: relative paths would not reach the store.
+        root: std::path::absolute(&ctx.paths.root).unwrap_or_else(|_| ctx.paths.root.clone()),
+        runroot: std::path::absolute(&ctx.paths.runroot).unwrap_or_else(|_| ctx.paths.runroot.clone()),
         storage_driver: ctx.storage_driver.clone(),
         sync_fd: Some(w.as_raw_fd()),
         wait_attach: attach,

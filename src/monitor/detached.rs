@@ -136,6 +136,8 @@ pub fn main(args: &[OsString]) -> i32 {
         }
     }
     let _ = nix::unistd::setsid();
+    // Holds no directory of the caller's busy for the container's lifetime.
+    let _ = std::env::set_current_dir("/");
     // SAFETY: the starting command passed this descriptor to us; nothing else owns it.
     let sync = a.sync_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
     if let Some(fd) = &sync {

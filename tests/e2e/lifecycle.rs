@@ -600,6 +600,26 @@ fn kill_signals_and_init() {
     wait_for("the trap's output", T, || logs(&e, "k").contains("usr1"));
     e.ok(["kill", "-s", "9", "k"]);
     assert_eq!(e.ok(["wait", "k"]), "137\n");
+    // The stop signal is the container's (--stop-signal, else the image's StopSignal).
+    e.ok([
+        "create",
+        "--name",
+        "sig",
+        "--stop-signal",
+        "USR1",
+        "bb",
+        "sh",
+        "-c",
+        "trap 'exit 5' USR1; while :; do sleep 0.05; done",
+    ]);
+    assert_eq!(inspect(&e, "sig")["Config"]["StopSignal"], "SIGUSR1");
+    let mut c = e.nook(["wait", "--condition", "running", "sig"]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let waiter = c.spawn().unwrap();
+    e.ok(["start", "sig"]);
+    assert_eq!(wait_bounded(waiter, T, "wait --condition running").stdout, "0\n");
+    assert_eq!(e.ok(["stop", "--all", "-t", "30"]), format!("{}\n", inspect(&e, "sig")["Id"].as_str().unwrap()));
+    assert_eq!(inspect(&e, "sig")["State"]["ExitCode"], 5);
     // --init: pid 1 is a reaper; the command is its child and gets the stop signal.
     assert_eq!(e.ok(["run", "--rm", "--init", "bb", "sh", "-c", "echo $$"]), "2\n");
     assert_eq!(e.run(["run", "--rm", "--init", "bb", "sh", "-c", "exit 6"]).code, 6);

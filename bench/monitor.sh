@@ -40,6 +40,8 @@ fi
 cleanup() {
   as "$BIN/nook" rm -af >/dev/null 2>&1 || true
   as podman rm -af -t 0 >/dev/null 2>&1 || true
+  # podman's pause process (catatonit) outlives its commands.
+  [ -f "$R/libpod/tmp/pause.pid" ] && kill "$(cat "$R/libpod/tmp/pause.pid")" 2>/dev/null || true
   if [ "$(id -u)" = 0 ]; then
     umount -l "$R" "$H" 2>/dev/null || true
     rm -f /var/tmp/nook-bench-mon.img

@@ -76,6 +76,13 @@ fn run_d_ps_logs_stop_start_rm() {
     let i = inspect(&e, "web");
     let (pid, mon) = (i["State"]["Pid"].as_i64().unwrap(), i["State"]["ConmonPid"].as_i64().unwrap());
     assert!(alive(pid) && alive(mon), "{i}");
+    // The monitor: one thread, its own session, the container's parent (its reaper).
+    let status_of = |p: i64| std::fs::read_to_string(format!("/proc/{p}/status")).unwrap();
+    assert!(status_of(mon).lines().any(|l| l.split_whitespace().eq(["Threads:", "1"])), "{}", status_of(mon));
+    let stat = std::fs::read_to_string(format!("/proc/{mon}/stat")).unwrap();
+    let f: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    assert_eq!(f[3], mon.to_string(), "the monitor leads its own session: {stat}");
+    assert!(status_of(pid).lines().any(|l| l == format!("PPid:\t{mon}")), "{}", status_of(pid));
     assert_eq!(e.ok(["stop", "-t", "20", "web"]), "web\n");
     let ps = e.ok(["ps", "-a"]);
     assert!(ps.contains("Exited (3)"), "{ps}");

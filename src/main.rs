@@ -10,9 +10,14 @@ fn main() {
     if args.get(1).is_some_and(|a| a == "__userns") {
         std::process::exit(userns_helper(&args[2..]));
     }
+    if args.get(1).is_some_and(|a| a == "__monitor") {
+        std::process::exit(nook::monitor::detached::main(&args[2..]));
+    }
     // `nook run` starts the container's user namespace first: newuidmap and newgidmap, slow
     // setuid helpers, then run while the arguments are parsed and the container is prepared.
-    let early = if args.get(1).is_some_and(|a| a == "run") { cmd::run::begin_early() } else { None };
+    // Not for `run -d`: the container's monitor sets it up.
+    let early =
+        if args.get(1).is_some_and(|a| a == "run") && !detached(&args[2..]) { cmd::run::begin_early() } else { None };
     let cli = match cmd::Cli::parse_args(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -43,6 +48,21 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Does a `run` command line ask for a detached container? (`-d`, `--detach`, or a cluster of
+/// short flags with a `d`, such as `-dit`.) A false positive only skips the early setup.
+fn detached(args: &[OsString]) -> bool {
+    args.iter().filter_map(|a| a.to_str()).any(|a| {
+        a == "--detach"
+            || a.starts_with("--detach=") && a != "--detach=false"
+            || (a.len() > 1
+                && a.len() <= 6
+                && a.starts_with('-')
+                && !a.starts_with("--")
+                && a[1..].bytes().all(|b| b.is_ascii_alphabetic())
+                && a.contains('d'))
+    })
 }
 
 /// `nook __userns <sync> <op> …`: a helper in a fresh user namespace.

@@ -10,6 +10,35 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Sub {
+    /// List containers.
+    #[command(alias = "ls", alias = "ps")]
+    List(super::ps::Args),
+    /// Create a container without starting it.
+    Create(Box<super::run::Args>),
+    /// Run a command in a new container.
+    Run(Box<super::run::Args>),
+    /// Start containers.
+    Start(super::start::Args),
+    /// Stop containers.
+    Stop(super::stop::Args),
+    /// Send a signal to containers.
+    Kill(super::kill::Args),
+    /// Restart containers.
+    Restart(super::restart::Args),
+    /// Wait for containers to stop.
+    Wait(super::wait::Args),
+    /// Attach to a running container.
+    Attach(super::attach::Args),
+    /// Show a container's output.
+    Logs(super::logs::Args),
+    /// Show containers' configuration and state.
+    Inspect(super::inspect::Args),
+    /// Rename a container.
+    Rename(super::rename::Args),
+    /// Remove containers.
+    Rm(super::rm::Args),
+    /// Remove every stopped container.
+    Prune(super::prune::Args),
     /// Stop what is left serving the root filesystems of stopped containers (fuse-overlayfs
     /// daemons whose owner died).
     Cleanup(CleanupArgs),
@@ -30,6 +59,20 @@ pub struct CleanupArgs {
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     match &a.command {
         Sub::Cleanup(c) => cleanup_cmd(ctx, c),
+        Sub::List(a) => super::ps::run(ctx, a),
+        Sub::Create(a) => super::run::create(ctx, a),
+        Sub::Run(a) => super::run::run(ctx, a, None),
+        Sub::Start(a) => super::start::run(ctx, a),
+        Sub::Stop(a) => super::stop::run(ctx, a),
+        Sub::Kill(a) => super::kill::run(ctx, a),
+        Sub::Restart(a) => super::restart::run(ctx, a),
+        Sub::Wait(a) => super::wait::run(ctx, a),
+        Sub::Attach(a) => super::attach::run(ctx, a),
+        Sub::Logs(a) => super::logs::run(ctx, a),
+        Sub::Inspect(a) => super::inspect::run(ctx, a),
+        Sub::Rename(a) => super::rename::run(ctx, a),
+        Sub::Rm(a) => super::rm::run(ctx, a),
+        Sub::Prune(a) => super::prune::run(ctx, a),
     }
 }
 

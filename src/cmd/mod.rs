@@ -1,6 +1,7 @@
 //! The command line: one file per verb. Each parses its flags (clap derive), calls the library
 //! and prints. Errors become one line `Error: …` and podman's exit codes.
 
+mod attach;
 mod commit;
 mod container;
 mod diff;
@@ -10,21 +11,30 @@ mod image;
 mod images;
 mod import;
 mod info;
+mod inspect;
+mod kill;
 mod load;
 mod login;
 mod logout;
+mod logs;
 mod mount;
+mod prune;
 mod ps;
 mod pull;
 mod push;
+mod rename;
+mod restart;
 mod rm;
 mod rmi;
 pub mod run;
 mod save;
+mod start;
+mod stop;
 mod tag;
 mod unshare;
 mod untag;
 mod version;
+mod wait;
 
 use std::path::PathBuf;
 
@@ -84,6 +94,26 @@ enum RunVerb {
 enum Command {
     /// Run a command in a new container.
     Run(Box<run::Args>),
+    /// Create a container without starting it.
+    Create(Box<run::Args>),
+    /// Start containers (in the background, each under its own monitor).
+    Start(start::Args),
+    /// Stop containers: their stop signal, then SIGKILL after a timeout.
+    Stop(stop::Args),
+    /// Send a signal to containers.
+    Kill(kill::Args),
+    /// Restart containers.
+    Restart(restart::Args),
+    /// Wait for containers to stop; print their exit codes.
+    Wait(wait::Args),
+    /// Attach to a running container's terminal or output.
+    Attach(attach::Args),
+    /// Show a container's output.
+    Logs(logs::Args),
+    /// Show containers' configuration and state (JSON).
+    Inspect(inspect::Args),
+    /// Rename a container.
+    Rename(rename::Args),
     /// Make an image from a rootfs tarball.
     Import(import::Args),
     /// List images.
@@ -177,6 +207,16 @@ pub fn dispatch(cli: Cli, early: Option<nook::runtime::Pending>) -> anyhow::Resu
                 Err(e)
             }
         },
+        Command::Create(a) => run::create(&cli.context()?, a),
+        Command::Start(a) => start::run(&cli.context()?, a),
+        Command::Stop(a) => stop::run(&cli.context()?, a),
+        Command::Kill(a) => kill::run(&cli.context()?, a),
+        Command::Restart(a) => restart::run(&cli.context()?, a),
+        Command::Wait(a) => wait::run(&cli.context()?, a),
+        Command::Attach(a) => attach::run(&cli.context()?, a),
+        Command::Logs(a) => logs::run(&cli.context()?, a),
+        Command::Inspect(a) => inspect::run(&cli.context()?, a),
+        Command::Rename(a) => rename::run(&cli.context()?, a),
         Command::Import(a) => import::run(&cli.context()?, a),
         Command::Images(a) => images::run(&cli.context()?, a),
         Command::Rmi(a) => rmi::run(&cli.context()?, a),
@@ -201,6 +241,55 @@ pub fn dispatch(cli: Cli, early: Option<nook::runtime::Pending>) -> anyhow::Resu
         Command::Mount(a) => mount::run(&cli.context()?, a),
         Command::Umount(a) => mount::run_umount(&cli.context()?, a),
         Command::Container(a) => container::run(&cli.context()?, a),
+    }
+}
+
+/// How often `wait` and attach fall-backs look at a container's state.
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// `250ms`, `1s`, or bare milliseconds.
+pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_millis(ms));
+    }
+    nook::container::view::parse_duration(s).map_err(anyhow::Error::msg)
+}
+
+/// Runs `f` on each named container (or all with `all`), printing each name as given;
+/// podman's exit codes: 1 when a container does not exist, else 125.
+pub fn each(
+    ctx: &Context,
+    names: &[String],
+    all: bool,
+    ignore_missing: bool,
+    f: impl Fn(&nook::storage::ContainerRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<i32> {
+    let targets: Vec<String> =
+        if all { ctx.store.containers()?.into_iter().map(|c| c.id).collect() } else { names.to_vec() };
+    if targets.is_empty() && !all {
+        return Err(Failure { code: 125, msg: "specify one or more containers".into() }.into());
+    }
+    let mut last: Option<(i32, String)> = None;
+    for t in &targets {
+        let r = match ctx.store.find_container(t) {
+            Ok(rec) => f(&rec).map_err(|e| (125, format!("{e:#}"))),
+            Err(nook::storage::StorageError::ContainerNotFound(_)) if ignore_missing => continue,
+            Err(e @ nook::storage::StorageError::ContainerNotFound(_)) => Err((1, e.to_string())),
+            Err(e) => Err((125, e.to_string())),
+        };
+        match r {
+            Ok(()) => println!("{t}"),
+            Err(e) => {
+                if let Some((_, prev)) = last.take() {
+                    eprintln!("Error: {prev}");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    match last {
+        Some((code, msg)) => Err(Failure { code, msg }.into()),
+        None => Ok(0),
     }
 }
 

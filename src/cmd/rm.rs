@@ -13,6 +13,15 @@ pub struct Args {
     /// Remove all containers.
     #[arg(short = 'a', long)]
     all: bool,
+    /// Also remove the container's anonymous volumes (nook has none: accepted).
+    #[arg(short = 'v', long)]
+    volumes: bool,
+    /// Do not fail on containers that do not exist.
+    #[arg(short = 'i', long)]
+    ignore: bool,
+    /// Seconds to wait before killing (accepted; `rm -f` kills at once).
+    #[arg(short = 't', long = "time", value_name = "SECONDS")]
+    time: Option<u32>,
     /// Containers (names or IDs).
     containers: Vec<String>,
 }
@@ -36,6 +45,9 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
         match r {
             Ok(rec) => println!("{}", if a.all || rec.id == *t { rec.id.clone() } else { t.clone() }),
             Err(e) => {
+                if a.ignore && matches!(&e, container::ContainerError::Storage(StorageError::ContainerNotFound(_))) {
+                    continue;
+                }
                 let code = match &e {
                     container::ContainerError::Storage(StorageError::ContainerNotFound(_)) => 1,
                     container::ContainerError::Invalid(m) if m.contains("state improper") => 2,

@@ -11,6 +11,30 @@ pub struct Args {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// Run the container in the background (under its own monitor) and print its ID.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Restart policy: no, on-failure[:max_retries], always, unless-stopped.
+    #[arg(long, value_name = "POLICY")]
+    restart: Option<String>,
+    /// Log driver: k8s-file (default) or none.
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    log_driver: Option<String>,
+    /// Log driver options: max-size=SIZE (rotate past SIZE, keeping the newest data).
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opt: Vec<String>,
+    /// Run a small init as pid 1 that forwards signals and reaps processes.
+    #[arg(long)]
+    init: bool,
+    /// The signal that stops the container (default: the image's StopSignal, else SIGTERM).
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+    /// Seconds to wait for the stop signal before SIGKILL (default 10).
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    stop_timeout: Option<u32>,
+    /// Accepted for compatibility (detach keys apply to `nook attach`).
+    #[arg(long = "detach-keys", value_name = "KEYS", hide = true)]
+    detach_keys: Option<String>,
     /// Keep stdin open and pass it to the container.
     #[arg(short = 'i', long)]
     interactive: bool,
@@ -92,7 +116,8 @@ pub fn begin_early() -> Option<nook::runtime::Pending> {
     nook::runtime::begin(&nook::userns::IdMappings::for_current_user()).ok()
 }
 
-pub fn run(ctx: &Context, a: &Args, early: Option<nook::runtime::Pending>) -> anyhow::Result<i32> {
+/// The container options from the flags.
+fn options(a: &Args) -> anyhow::Result<CreateOptions> {
     let Some((first, cmd)) = a.args.split_first() else {
         anyhow::bail!("an image (or --rootfs directory) is required")
     };
@@ -126,9 +151,68 @@ pub fn run(ctx: &Context, a: &Args, early: Option<nook::runtime::Pending>) -> an
         privileged: a.privileged,
         labels,
         userns: a.userns.clone(),
+        restart: a.restart.clone(),
+        log_driver: a.log_driver.clone(),
+        log_opts: a.log_opt.clone(),
+        init: a.init,
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
     };
-    let early = if a.rootfs { early } else { ensure_image(ctx, a, first, early)? };
-    Ok(container::run(ctx, &opts, early)?)
+    Ok(opts)
+}
+
+pub fn run(ctx: &Context, a: &Args, early: Option<nook::runtime::Pending>) -> anyhow::Result<i32> {
+    let opts = match options(a) {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some(p) = early {
+                p.abort();
+            }
+            return Err(e);
+        }
+    };
+    if a.detach {
+        // The container's monitor sets it up; this process only creates and reports.
+        if let Some(p) = early {
+            p.abort();
+        }
+        if !a.rootfs {
+            ensure_image(ctx, a, &opts.image, None)?;
+        }
+        let c = container::create(ctx, &opts)?;
+        match container::lifecycle::start_detached(ctx, &c.rec, false) {
+            Ok(_) => {
+                println!("{}", c.rec.id);
+                Ok(0)
+            }
+            Err(e) => {
+                if c.rec.rm {
+                    let _ = container::remove(ctx, &c.rec, true);
+                }
+                Err(e.into())
+            }
+        }
+    } else {
+        if a.restart.as_deref().is_some_and(|r| r != "no") {
+            if let Some(p) = early {
+                p.abort();
+            }
+            anyhow::bail!("--restart needs a detached container (-d): a foreground run has no monitor to restart it");
+        }
+        let early = if a.rootfs { early } else { ensure_image(ctx, a, &opts.image, early)? };
+        Ok(container::run(ctx, &opts, early)?)
+    }
+}
+
+/// `nook create`: the container, not started; prints its ID.
+pub fn create(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
+    let opts = options(a)?;
+    if !a.rootfs {
+        ensure_image(ctx, a, &opts.image, None)?;
+    }
+    let c = container::create(ctx, &opts)?;
+    println!("{}", c.rec.id);
+    Ok(0)
 }
 
 /// `--pull`: pulls the image first when the policy asks for it. The pull runs in a child

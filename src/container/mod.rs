@@ -9,6 +9,8 @@ use chrono::Utc;
 use oci_spec::runtime::Spec;
 
 pub mod layer;
+pub mod lifecycle;
+pub mod view;
 
 use crate::context::Context;
 use crate::image::{ImageDefaults, load_config};
@@ -71,6 +73,72 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     /// `--userns`: empty for the default maps, or `keep-id[:uid=U,gid=G]`.
     pub userns: Option<String>,
+    /// `--restart`: no, on-failure[:N], always, unless-stopped.
+    pub restart: Option<String>,
+    /// `--log-driver`: k8s-file (default) or none.
+    pub log_driver: Option<String>,
+    /// `--log-opt KEY=VALUE` (max-size=SIZE).
+    pub log_opts: Vec<String>,
+    /// `--init`.
+    pub init: bool,
+    /// `--stop-signal`.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<u32>,
+}
+
+/// `--restart`: the policy and its retry limit.
+pub fn parse_restart(r: &str) -> Result<(String, u32), String> {
+    let (name, n) = match r.split_once(':') {
+        Some((a, b)) => (a, Some(b)),
+        None => (r, None),
+    };
+    match (name, n) {
+        ("" | "no", None) => Ok(("no".into(), 0)),
+        ("always" | "unless-stopped", None) => Ok((name.into(), 0)),
+        ("on-failure", None) => Ok((name.into(), 0)),
+        ("on-failure", Some(n)) => n
+            .parse::<u32>()
+            .map(|n| (name.to_string(), n))
+            .map_err(|_| format!("invalid restart policy {r:?}: the retry count must be a number")),
+        _ => Err(format!(
+            "invalid restart policy {r:?}: must be one of no, on-failure[:max_retries], always, unless-stopped"
+        )),
+    }
+}
+
+/// `--log-opt max-size=10k`: bytes.
+pub fn parse_size(v: &str) -> Result<u64, String> {
+    let t = v.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches('b');
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1024u64),
+        Some('m') => (&t[..t.len() - 1], 1024 * 1024),
+        Some('g') => (&t[..t.len() - 1], 1024 * 1024 * 1024),
+        _ => (t, 1),
+    };
+    num.parse::<f64>()
+        .ok()
+        .filter(|n| *n >= 0.0)
+        .map(|n| (n * mult as f64) as u64)
+        .ok_or_else(|| format!("invalid size {v:?}"))
+}
+
+fn log_settings(o: &CreateOptions) -> Result<(String, u64), String> {
+    let driver = match o.log_driver.as_deref() {
+        None | Some("k8s-file") | Some("") => "k8s-file",
+        Some("none") => "none",
+        Some(d) => return Err(format!("unsupported log driver {d:?}: use k8s-file or none")),
+    };
+    let mut max = 0;
+    for opt in &o.log_opts {
+        match opt.split_once('=') {
+            Some(("max-size", v)) => max = parse_size(v)?,
+            Some(("path" | "tag", _)) => {}
+            _ => return Err(format!("unsupported --log-opt {opt:?}: use max-size=SIZE")),
+        }
+    }
+    Ok((driver.to_string(), max))
 }
 
 /// `-v HOST:CTR[:ro|rw|…]`.
@@ -182,6 +250,14 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
     for f in &o.env_files {
         file_env.extend(read_env_file(f).map_err(inv)?);
     }
+    let (restart, restart_max) = parse_restart(o.restart.as_deref().unwrap_or("no")).map_err(inv)?;
+    let (log_driver, log_max_size) = log_settings(o).map_err(inv)?;
+    if o.rm && restart != "no" {
+        return Err(inv("the --rm option conflicts with --restart (when the restart policy is not \"no\")".into()));
+    }
+    if let Some(s) = &o.stop_signal {
+        crate::util::signal::parse(s).map_err(inv)?;
+    }
     if let Some(r) = &o.rootfs
         && !r.is_dir()
     {
@@ -267,6 +343,13 @@ pub fn create(ctx: &Context, o: &CreateOptions) -> Result<Created, ContainerErro
         network: network.as_str().to_string(),
         mount_program,
         keep_id,
+        restart,
+        restart_max,
+        log_driver,
+        log_max_size,
+        init: o.init,
+        stop_signal: o.stop_signal.clone().or_else(|| defaults.stop_signal.clone()),
+        stop_timeout: o.stop_timeout,
     };
     let created = store.create_container(&rec);
     drop(lock);
@@ -404,89 +487,164 @@ fn delete_in_background(ctx: &Context, id: &str) {
 }
 
 fn run_attached_inner(ctx: &Context, c: &Created, pending: Pending) -> Result<i32, ContainerError> {
-    let store = &ctx.store;
     let rec = &c.rec;
-    let prepared = (|| -> Result<(RootfsSetup, Foreground), ContainerError> {
+    let mut fg = match Foreground::prepare(rec.tty, rec.interactive) {
+        Ok(f) => f,
+        Err(e) => {
+            pending.abort();
+            return Err(ContainerError::Io(format!("preparing stdio: {e}")));
+        }
+    };
+    // `--rm` containers are gone with their logs: none is written.
+    if !rec.rm
+        && rec.log_driver != "none"
+        && let Ok(w) = crate::monitor::logs::LogWriter::open(&ctx.store.container_dir(&rec.id), rec.log_max_size)
+    {
+        fg.log_to(w);
+    }
+    let stdio = fg.child_stdio();
+    let l = launch(ctx, rec, &c.spec, pending, stdio, false, |m| fg.created(m))?;
+    let exit = fg
+        .run(l.pid, l.pty_master, &l.helpers)
+        .map_err(|e| ContainerError::Io(format!("monitoring the container: {e}")))?;
+    if !rec.rm {
+        record_exit(ctx, &rec.id, exit.code())?;
+    }
+    Ok(exit.code())
+}
+
+/// A container whose command runs: what its owner needs to watch it.
+pub struct Launched {
+    pub pid: i32,
+    pub pty_master: Option<std::os::fd::OwnedFd>,
+    /// Processes serving the root filesystem, stopped after the container exits.
+    pub helpers: Vec<i32>,
+}
+
+/// Starts a container in the setup process `pending` (from [`runtime::begin`]) with this
+/// process as its owner: the one path for foreground `nook run` and the detached monitor.
+/// Writes the /etc files, mounts the root filesystem, creates the container, calls `created`
+/// with its pty master (when it has a terminal), records it as running and lets it exec.
+/// A failure is recorded in the container's state.
+pub fn launch(
+    ctx: &Context,
+    rec: &ContainerRecord,
+    spec: &Spec,
+    pending: Pending,
+    stdio: runtime::Stdio,
+    detached: bool,
+    created: impl FnOnce(Option<&std::os::fd::OwnedFd>),
+) -> Result<Launched, ContainerError> {
+    let store = &ctx.store;
+    let prepared = (|| -> Result<RootfsSetup, ContainerError> {
         ctx.notice_single_id();
         let cg = crate::cgroup::detect();
         if !cg.limits_available && cg.version != crate::cgroup::CgroupVersion::V2 {
             ctx.paths.notice_once("cgroup", &format!("containers run without resource limits: {}", cg.detail));
         }
-        let hostname = c.spec.hostname().clone().unwrap_or_default();
+        let hostname = spec.hostname().clone().unwrap_or_default();
         let mode = if rec.network == "none" { NetworkMode::None } else { NetworkMode::Host };
         net::write_etc_files(&store.container_rundir(&rec.id), &hostname, &rec.name, mode)
             .map_err(|e| ContainerError::Io(format!("writing the container's /etc files: {e}")))?;
-        let rootfs = driver::rootfs_setup(store, &ctx.maps, rec)?;
-        let fg = Foreground::prepare(rec.tty, rec.interactive)
-            .map_err(|e| ContainerError::Io(format!("preparing stdio: {e}")))?;
-        Ok((rootfs, fg))
+        Ok(driver::rootfs_setup(store, &ctx.maps, rec)?)
     })();
-    let (rootfs, mut fg) = match prepared {
+    let rootfs = match prepared {
         Ok(p) => p,
         Err(e) => {
             pending.abort();
+            set_error(ctx, rec, &e.to_string());
             return Err(e);
         }
     };
-    // Without a terminal nothing has to happen between the container being ready and its
-    // exec; with one, the terminal is put in raw mode first.
+    // Without a terminal or a monitor nothing has to happen between the container being
+    // ready and its exec (one round trip less); with a terminal it is put in raw mode first.
     let spawn = SpawnConfig {
-        spec: &c.spec,
+        spec,
         rootfs: &rootfs,
-        stdio: fg.child_stdio(),
+        stdio,
         kill_with_owner: true,
-        start_at_once: !rec.tty,
+        init: rec.init,
+        start_at_once: !rec.tty && !detached,
     };
-    let set_error = |msg: String| {
-        if !rec.rm {
-            let mut st = ContainerState::created();
-            st.error = Some(msg);
-            let _ = store.save_state(&rec.id, &st);
-        }
-    };
-    let created = match pending.create(&spawn) {
+    let cr = match pending.create(&spawn) {
         Ok(cr) => cr,
         Err(e) => {
-            set_error(e.to_string());
+            set_error(ctx, rec, &e.to_string());
             return Err(e.into());
         }
     };
-    fg.created(created.pty_master.as_ref());
-    let pid = created.pid;
-    let helpers = created.helper_pids.clone();
-    let master = created.pty_master.as_ref().and_then(|m| m.try_clone().ok());
-    let mut st = ContainerState::created();
-    st.status = ContainerStatus::Running;
-    st.pid = Some(pid);
-    st.pid_start = process_start_time(pid);
-    st.monitor_pid = Some(std::process::id() as i32);
-    st.started_at = Some(Utc::now());
-    st.helpers = helpers.iter().map(|h| HelperProcess::of(*h)).collect();
+    created(cr.pty_master.as_ref());
+    let pid = cr.pid;
+    let helpers = cr.helper_pids.clone();
+    let master = cr.pty_master.as_ref().and_then(|m| m.try_clone().ok());
+    let me = std::process::id() as i32;
     let mut saved = Ok(());
     // Recorded while the container execs its command.
-    let started = created.start(|| saved = store.save_state(&rec.id, &st));
+    let started = cr.start(|| {
+        saved = store.update_state(&rec.id, |st| {
+            st.status = ContainerStatus::Running;
+            st.pid = Some(pid);
+            st.pid_start = process_start_time(pid);
+            st.monitor_pid = Some(me);
+            st.monitor_start = process_start_time(me);
+            st.started_at = Some(Utc::now());
+            st.finished_at = None;
+            st.exit_code = None;
+            st.oom_killed = false;
+            st.error = None;
+            st.boot_id = crate::storage::containers::boot_id();
+            st.restart_delay_ms = None;
+            st.detached = detached;
+            st.helpers = helpers.iter().map(|h| HelperProcess::of(*h)).collect();
+        })
+    });
     if let Err(e) = started {
         // What serves the root filesystem goes with the container that never ran.
         for h in &helpers {
             runtime::fuse::stop_daemon(*h, std::time::Duration::from_secs(5));
         }
-        set_error(e.to_string());
+        let _ = store.update_state(&rec.id, |st| {
+            st.status = ContainerStatus::Exited;
+            st.pid = None;
+            st.pid_start = None;
+            st.helpers.clear();
+            st.finished_at = Some(Utc::now());
+            st.exit_code = Some(e.exit_code());
+            st.error = Some(e.to_string());
+        });
         return Err(e.into());
     }
     saved?;
-    let exit =
-        fg.run(pid, master, &helpers).map_err(|e| ContainerError::Io(format!("monitoring the container: {e}")))?;
-    if !rec.rm {
+    Ok(Launched { pid, pty_master: master, helpers })
+}
+
+/// Records a start failure (unless the container is gone or removed with `--rm`).
+fn set_error(ctx: &Context, rec: &ContainerRecord, msg: &str) {
+    if rec.rm && !ctx.store.container_dir(&rec.id).join("container.json").exists() {
+        return;
+    }
+    let _ = ctx.store.update_state(&rec.id, |st| {
+        if st.status == ContainerStatus::Running {
+            st.status = ContainerStatus::Exited;
+        }
+        st.error = Some(msg.to_string());
+    });
+}
+
+/// Records that the container exited with `code` (no longer running, no helpers).
+pub fn record_exit(ctx: &Context, id: &str, code: i32) -> Result<(), ContainerError> {
+    if !ctx.store.container_dir(id).join("container.json").exists() {
+        return Ok(());
+    }
+    ctx.store.update_state(id, |st| {
         st.status = ContainerStatus::Exited;
         st.pid = None;
         st.pid_start = None;
-        st.monitor_pid = None;
         st.helpers.clear();
         st.finished_at = Some(Utc::now());
-        st.exit_code = Some(exit.code());
-        store.save_state(&rec.id, &st)?;
-    }
-    Ok(exit.code())
+        st.exit_code = Some(code);
+    })?;
+    Ok(())
 }
 
 /// Is the container's process alive (the recorded pid, with the recorded start time)?
@@ -504,33 +662,27 @@ pub fn is_running(st: &ContainerState) -> bool {
     }
 }
 
-/// Removes a container. A running one is refused unless `force`, which kills it first.
+/// Removes a container. A running one is refused unless `force`, which kills it first (and
+/// tells its monitor not to restart it).
 pub fn remove(ctx: &Context, rec: &ContainerRecord, force: bool) -> Result<(), ContainerError> {
     let store = &ctx.store;
+    lifecycle::quiesce(ctx, rec, force)?;
     let _g = store.lock_container(&rec.id)?;
+    // Removed meanwhile (`--rm`, another rm): nothing left to do.
+    if !store.container_dir(&rec.id).join("container.json").exists() {
+        return Ok(());
+    }
     let st = store.load_state(&rec.id)?;
     if is_running(&st) {
-        if !force {
-            return Err(ContainerError::Invalid(format!(
-                "cannot remove container {} as it is running - running or paused containers cannot be removed without force: container state improper",
-                rec.id
-            )));
-        }
-        if let Some(pid) = st.pid {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            // Bounded: the kernel tears a killed pid namespace down quickly.
-            for _ in 0..200 {
-                if process_start_time(pid) != st.pid_start
-                    || st.pid_start.is_none() && process_start_time(pid).is_none()
-                {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-        }
+        return Err(ContainerError::Invalid(format!(
+            "container {} is still running after it was killed",
+            rec.short_id()
+        )));
     }
     layer::stop_helpers(ctx, rec, &st);
     store.remove_container(rec, &ctx.maps)?;
+    // The exit code a monitor left for `wait`.
+    let _ = fs::remove_file(ctx.paths.runroot.join("exits").join(&rec.id));
     Ok(())
 }
 

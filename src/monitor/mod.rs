@@ -4,6 +4,10 @@
 //!
 //! Foreground `nook run` runs this loop in its own process with the terminal attached.
 
+pub mod attach;
+pub mod detached;
+pub mod logs;
+
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -57,6 +61,8 @@ pub struct Foreground {
     child: Vec<OwnedFd>,
     child_stdio: Stdio,
     raw: Option<RawMode>,
+    /// The container's log, written alongside the terminal.
+    log: Option<logs::LogWriter>,
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -84,6 +90,7 @@ impl Foreground {
             child: Vec::new(),
             child_stdio: Stdio::Tty,
             raw: None,
+            log: None,
         };
         if tty {
             return Ok(f);
@@ -107,6 +114,11 @@ impl Foreground {
         f.out = Some(out_r);
         f.err = Some(err_r);
         Ok(f)
+    }
+
+    /// Also writes the container's output to its log.
+    pub fn log_to(&mut self, log: logs::LogWriter) {
+        self.log = Some(log);
     }
 
     /// The stdio to give the runtime.
@@ -194,6 +206,11 @@ impl Foreground {
                         match read_some(m.as_fd(), &mut buf) {
                             Ok(0) | Err(_) => close_master = true,
                             Ok(n) => {
+                                if let Some(l) = self.log.as_mut()
+                                    && l.write(logs::Stream::Stdout, &buf[..n]).is_err()
+                                {
+                                    self.log = None;
+                                }
                                 if write_all(rustix::stdio::stdout(), &buf[..n]).is_err() {
                                     close_master = true;
                                 }
@@ -209,15 +226,20 @@ impl Foreground {
                         }
                     },
                     3 | 4 => {
-                        let (src, dst) = if kind == 3 {
-                            (&mut self.out, rustix::stdio::stdout())
+                        let (src, dst, stream) = if kind == 3 {
+                            (&mut self.out, rustix::stdio::stdout(), logs::Stream::Stdout)
                         } else {
-                            (&mut self.err, rustix::stdio::stderr())
+                            (&mut self.err, rustix::stdio::stderr(), logs::Stream::Stderr)
                         };
                         let Some(fd) = src.as_ref() else { continue };
                         match read_some(fd.as_fd(), &mut buf) {
                             Ok(0) | Err(_) => *src = None,
                             Ok(n) => {
+                                if let Some(l) = self.log.as_mut()
+                                    && l.write(stream, &buf[..n]).is_err()
+                                {
+                                    self.log = None;
+                                }
                                 if write_all(dst, &buf[..n]).is_err() {
                                     // Our reader went away: so does the container's writer.
                                     *src = None;

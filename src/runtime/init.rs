@@ -432,6 +432,74 @@ fn exec(args: &[String], env: &[String]) -> Fail {
     }
 }
 
+/// `--init`: pid 1 forks; the child goes on to run the command and this process becomes a
+/// reaper (catatonit's role): signals are forwarded to the command, every child is reaped,
+/// and pid 1 exits with the command's status. Returns in the child only.
+fn reaper_fork(sock: &OwnedFd, kill_with_owner: bool) -> Result<(), Fail> {
+    use nix::sys::signal::{SigSet, Signal};
+    // Blocked signals are delivered to pid 1 even without a handler; read from a signalfd.
+    let mut mask = SigSet::all();
+    mask.remove(Signal::SIGKILL);
+    mask.remove(Signal::SIGSTOP);
+    mask.thread_block().map_err(setup_err("blocking signals"))?;
+    // SAFETY: this process is single-threaded (a fork of the owner).
+    match unsafe { nix::unistd::fork() }.map_err(setup_err("fork"))? {
+        nix::unistd::ForkResult::Child => Ok(()),
+        nix::unistd::ForkResult::Parent { child } => {
+            if kill_with_owner {
+                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            }
+            // The child reports its own failures and the owner sees EOF once it execs; the
+            // reaper must not keep the socket open. Every other descriptor goes too.
+            // SAFETY: close_range on our own descriptor table; nothing here uses them again.
+            unsafe {
+                libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+            }
+            let _ = sock;
+            reap_forever(child.as_raw(), &mask)
+        }
+    }
+}
+
+fn reap_forever(child: i32, mask: &nix::sys::signal::SigSet) -> ! {
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let Ok(sfd) = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC) else {
+        // SAFETY: see `finish`.
+        unsafe { libc::_exit(125) }
+    };
+    loop {
+        let sig = match sfd.read_signal() {
+            Ok(Some(si)) => si.ssi_signo as i32,
+            _ => continue,
+        };
+        if sig != libc::SIGCHLD {
+            // Forwarded to the command's process group when it has one, else the command.
+            // SAFETY: plain kill(2) calls.
+            unsafe {
+                if libc::kill(-child, sig) != 0 {
+                    libc::kill(child, sig);
+                }
+            }
+            continue;
+        }
+        loop {
+            match waitpid(None::<nix::unistd::Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, c)) if p.as_raw() == child => {
+                    // SAFETY: see `finish`.
+                    unsafe { libc::_exit(c) }
+                }
+                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == child => {
+                    // SAFETY: see `finish`.
+                    unsafe { libc::_exit(128 + s as i32) }
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
 /// The container's init (pid 1). Returns only on failure.
 fn init(sock: &OwnedFd, req: &SetupRequest, stdio: &[OwnedFd], root: &Path) -> Result<Infallible, Fail> {
     let spec = &req.spec;
@@ -474,6 +542,9 @@ fn init(sock: &OwnedFd, req: &SetupRequest, stdio: &[OwnedFd], root: &Path) -> R
         unsafe { libc::_exit(125) }
     }
 
+    if req.init {
+        reaper_fork(sock, req.kill_with_owner)?;
+    }
     nix::unistd::setsid().map_err(setup_err("setsid"))?;
     match (req.tty, &pty_slave, stdio) {
         (true, Some(slave), _) => {

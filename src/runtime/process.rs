@@ -48,6 +48,9 @@ pub struct SpawnConfig<'a> {
     /// [`Created::start`] (which then only waits for the exec): one round trip less, for an
     /// owner that has nothing to do between the two.
     pub start_at_once: bool,
+    /// Pid 1 stays a small reaper (`--init`): it runs the command as its child, forwards
+    /// signals to it, reaps orphans and exits with the command's status.
+    pub init: bool,
 }
 
 /// What the setup process receives (as JSON, with the stdio descriptors alongside).
@@ -59,6 +62,8 @@ pub(super) struct SetupRequest {
     pub kill_with_owner: bool,
     /// Only root is mapped (no supplementary groups can be set).
     pub single_id: bool,
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// A setup process in its new user namespace, whose maps are being written.
@@ -265,6 +270,7 @@ impl Pending {
             tty: matches!(cfg.stdio, Stdio::Tty),
             kill_with_owner: cfg.kill_with_owner,
             single_id: self.single_id,
+            init: cfg.init,
         };
         let json = serde_json::to_vec(&req).map_err(|e| RuntimeError::Setup(e.to_string()))?;
         let fds: Vec<RawFd> = match cfg.stdio {

@@ -50,6 +50,35 @@ pub struct ContainerRecord {
     /// `--userns=keep-id`: the container's maps put the caller at this uid and gid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_id: Option<crate::userns::KeepId>,
+    /// `--restart`: no, on-failure, always or unless-stopped.
+    #[serde(default = "default_restart")]
+    pub restart: String,
+    /// `--restart on-failure:N`: at most N restarts (0: no limit).
+    #[serde(default)]
+    pub restart_max: u32,
+    /// `--log-driver`: k8s-file or none.
+    #[serde(default = "default_log_driver")]
+    pub log_driver: String,
+    /// `--log-opt max-size=`: rotate the log past this many bytes (0: never).
+    #[serde(default)]
+    pub log_max_size: u64,
+    /// `--init`: a reaper runs as pid 1 and the command as its child.
+    #[serde(default)]
+    pub init: bool,
+    /// The signal `stop` sends first (the image's StopSignal, or `--stop-signal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (`--stop-timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u32>,
+}
+
+fn default_restart() -> String {
+    "no".into()
+}
+
+fn default_log_driver() -> String {
+    "k8s-file".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,6 +133,24 @@ pub struct ContainerState {
     /// their start times: stopped by whoever finds them left over (rm, cleanup).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub helpers: Vec<HelperProcess>,
+    /// Start time of the monitor process, to recognise pid reuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_start: Option<u64>,
+    /// How often the restart policy restarted the container since it was started.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// The back-off before the next restart, while the monitor waits for it (milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_delay_ms: Option<u64>,
+    /// A user stopped (or removes) the container: the restart policy does not apply.
+    #[serde(default)]
+    pub stop_requested: bool,
+    /// `nook restart` asked the monitor to start the container again once it exited.
+    #[serde(default)]
+    pub restart_requested: bool,
+    /// Owned by a detached monitor (which applies restarts), not a foreground `nook run`.
+    #[serde(default)]
+    pub detached: bool,
 }
 
 /// A process serving a container's root filesystem.
@@ -140,6 +187,23 @@ impl ContainerState {
             error: None,
             boot_id: boot_id(),
             helpers: Vec::new(),
+            monitor_start: None,
+            restart_count: 0,
+            restart_delay_ms: None,
+            stop_requested: false,
+            restart_requested: false,
+            detached: false,
+        }
+    }
+
+    /// Is the container's monitor alive (the recorded pid, with its recorded start time)?
+    pub fn monitor_alive(&self) -> bool {
+        if self.boot_id.is_some() && self.boot_id != boot_id() {
+            return false;
+        }
+        match (self.monitor_pid, self.monitor_start) {
+            (Some(pid), Some(start)) => process_start_time(pid) == Some(start),
+            _ => false,
         }
     }
 }
@@ -305,6 +369,15 @@ impl Store {
         let data = serde_json::to_vec(st).map_err(|e| StorageError::Other(e.to_string()))?;
         crate::util::fs::write_atomic(&self.container_dir(id).join("state.json"), &data)
             .map_err(|e| StorageError::io("writing state.json", e))
+    }
+
+    /// Changes a container's state under its lock: load, `f`, save. Returns what `f` returned.
+    pub fn update_state<T>(&self, id: &str, f: impl FnOnce(&mut ContainerState) -> T) -> Result<T, StorageError> {
+        let _g = self.lock_container(id)?;
+        let mut st = self.load_state(id)?;
+        let r = f(&mut st);
+        self.save_state(id, &st)?;
+        Ok(r)
     }
 
     /// The per-container lock (a flock on the container's directory), held while changing the

@@ -3,3 +3,5 @@
 pub mod fmt;
 pub mod fs;
 pub mod id;
+pub mod signal;
+pub mod template;

@@ -10,6 +10,7 @@ mod image_verbs;
 mod images;
 mod isolation;
 mod keepid;
+mod lifecycle;
 mod pull;
 mod pull_errors;
 mod push;

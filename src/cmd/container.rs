@@ -13,6 +13,8 @@ enum Sub {
     /// Stop what is left serving the root filesystems of stopped containers (fuse-overlayfs
     /// daemons whose owner died).
     Cleanup(CleanupArgs),
+    /// Run a command in a running container.
+    Exec(super::exec::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -30,6 +32,7 @@ pub struct CleanupArgs {
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     match &a.command {
         Sub::Cleanup(c) => cleanup_cmd(ctx, c),
+        Sub::Exec(e) => super::exec::run(ctx, e),
     }
 }
 

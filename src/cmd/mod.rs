@@ -4,6 +4,7 @@
 mod commit;
 mod container;
 mod diff;
+mod exec;
 mod export;
 mod history;
 mod image;
@@ -110,6 +111,8 @@ enum Command {
     Umount(mount::UmountArgs),
     /// Manage containers.
     Container(container::Args),
+    /// Run a command in a running container.
+    Exec(exec::Args),
 }
 
 impl Cli {
@@ -165,6 +168,7 @@ pub fn dispatch(cli: Cli, early: Option<nook::runtime::Pending>) -> anyhow::Resu
         Command::Mount(a) => mount::run(&cli.context()?, a),
         Command::Umount(a) => mount::run_umount(&cli.context()?, a),
         Command::Container(a) => container::run(&cli.context()?, a),
+        Command::Exec(a) => exec::run(&cli.context()?, a),
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use oci_spec::runtime::Spec;
 
+pub mod exec;
 pub mod layer;
 
 use crate::context::Context;
@@ -113,7 +114,7 @@ pub fn expand_env(e: &str) -> Option<String> {
 }
 
 /// Merges `add` into `env`, later values winning.
-fn merge_env(env: &mut Vec<String>, add: impl IntoIterator<Item = String>) {
+pub(crate) fn merge_env(env: &mut Vec<String>, add: impl IntoIterator<Item = String>) {
     for kv in add {
         let k = kv.split('=').next().unwrap_or("").to_string();
         env.retain(|e| e.split('=').next() != Some(k.as_str()));

@@ -1,0 +1,130 @@
+//! `nook exec`: finds a running container, builds the process to run from its OCI spec
+//! (`config.json`) and the options, and runs it in the container's namespaces
+//! ([`crate::runtime::exec`]) with this process as its owner.
+
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use oci_spec::runtime::{Process, Spec};
+
+use super::{ContainerError, expand_env, is_running, load_spec, maps_for, merge_env, read_env_file};
+use crate::context::Context;
+use crate::monitor::Foreground;
+use crate::runtime::Stdio;
+use crate::runtime::exec::{ExecConfig, ExecTarget, spawn};
+use crate::runtime::spec::{effective_caps, to_oci_caps, user_capabilities};
+use crate::storage::containers::process_start_time;
+
+/// What the user asked for (`nook exec` flags), independent of the CLI.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Container name or ID (prefix).
+    pub container: String,
+    pub command: Vec<String>,
+    pub interactive: bool,
+    pub tty: bool,
+    pub env: Vec<String>,
+    pub env_files: Vec<PathBuf>,
+    /// `-u USER[:GROUP]`, names resolved in the container.
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// Start the process and return without waiting for it.
+    pub detach: bool,
+    pub privileged: bool,
+}
+
+/// The process to run: the container's process with the command, environment, working
+/// directory and capabilities the options ask for. Returns it and whether HOME should follow
+/// a `-u` user (it does unless the options set HOME).
+pub fn build_process(base: &Process, o: &ExecOptions) -> Result<(Process, bool), ContainerError> {
+    if o.command.is_empty() {
+        return Err(ContainerError::Invalid("exec requires a command to run".into()));
+    }
+    let mut extra = Vec::new();
+    for f in &o.env_files {
+        extra.extend(read_env_file(f).map_err(ContainerError::Invalid)?);
+    }
+    extra.extend(o.env.iter().filter_map(|e| expand_env(e)));
+    let sets_home = extra.iter().any(|e| e.starts_with("HOME="));
+    let mut env = base.env().clone().unwrap_or_default();
+    if o.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    merge_env(&mut env, extra);
+    let mut p = base.clone();
+    p.set_args(Some(o.command.clone()));
+    p.set_env(Some(env));
+    p.set_terminal(Some(o.tty));
+    if let Some(w) = &o.workdir {
+        if !w.starts_with('/') {
+            return Err(ContainerError::Invalid(format!("invalid working directory {w:?}: it must be absolute")));
+        }
+        p.set_cwd(w.into());
+    }
+    if o.privileged {
+        let all = to_oci_caps(&effective_caps(true, &[], &[]));
+        p.set_capabilities(Some(user_capabilities(all, p.user().uid()).map_err(ContainerError::Invalid)?));
+    }
+    Ok((p, o.user.is_some() && !sets_home))
+}
+
+fn not_running(name: &str) -> ContainerError {
+    ContainerError::Invalid(format!("container {name} is not running"))
+}
+
+/// Runs a command in a running container. Returns its exit code (0 once started with
+/// `detach`).
+pub fn exec(ctx: &Context, o: &ExecOptions) -> Result<i32, ContainerError> {
+    let store = &ctx.store;
+    let rec = store.find_container(&o.container)?;
+    let st = store.load_state(&rec.id)?;
+    let pid = match st.pid {
+        Some(pid) if is_running(&st) => pid,
+        _ => return Err(not_running(&o.container)),
+    };
+    let spec: Spec = load_spec(ctx, &rec.id)?;
+    let base = spec.process().as_ref().ok_or_else(|| ContainerError::Io("config.json has no process".into()))?;
+    let (process, user_home) = build_process(base, o)?;
+    let target = ExecTarget::open(pid, &spec).map_err(|_| not_running(&o.container))?;
+    // The descriptors pin the process: is it still the container's?
+    if st.pid_start.is_some() && process_start_time(pid) != st.pid_start {
+        return Err(not_running(&o.container));
+    }
+    let cfg = |stdio| ExecConfig {
+        target: &target,
+        process: &process,
+        user: o.user.as_deref(),
+        user_home,
+        stdio,
+        single_id: maps_for(ctx, &rec).is_single(),
+        kill_with_owner: !o.detach,
+    };
+    if o.detach {
+        let null = |write: bool| {
+            std::fs::OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .open("/dev/null")
+                .map_err(|e| ContainerError::Io(format!("opening /dev/null: {e}")))
+        };
+        let (i, out) = (null(false)?, null(true)?);
+        let stdio = Stdio::Fds { stdin: i.as_raw_fd(), stdout: out.as_raw_fd(), stderr: out.as_raw_fd() };
+        spawn(&cfg(stdio))?.start()?;
+        return Ok(0);
+    }
+    let mut fg =
+        Foreground::prepare(o.tty, o.interactive).map_err(|e| ContainerError::Io(format!("preparing stdio: {e}")))?;
+    let pending = spawn(&cfg(fg.child_stdio()))?;
+    fg.created(pending.pty_master.as_ref());
+    let pid = pending.pid;
+    let master = match pending.pty_master.as_ref().map(|m| m.try_clone()).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            pending.abort();
+            return Err(ContainerError::Io(format!("duplicating the pty: {e}")));
+        }
+    };
+    pending.start()?;
+    let exit = fg.run(pid, master, &[]).map_err(|e| ContainerError::Io(format!("running the command: {e}")))?;
+    Ok(exit.code())
+}

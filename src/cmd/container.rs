@@ -15,6 +15,8 @@ enum Sub {
     Cleanup(CleanupArgs),
     /// Run a command in a running container.
     Exec(super::exec::Args),
+    /// Show the processes of a running container.
+    Top(super::top::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,6 +35,7 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     match &a.command {
         Sub::Cleanup(c) => cleanup_cmd(ctx, c),
         Sub::Exec(e) => super::exec::run(ctx, e),
+        Sub::Top(t) => super::top::run(ctx, t),
     }
 }
 

@@ -23,6 +23,7 @@ mod rmi;
 pub mod run;
 mod save;
 mod tag;
+mod top;
 mod unshare;
 mod untag;
 mod version;
@@ -113,6 +114,8 @@ enum Command {
     Container(container::Args),
     /// Run a command in a running container.
     Exec(exec::Args),
+    /// Show the processes of a running container.
+    Top(top::Args),
 }
 
 impl Cli {
@@ -169,6 +172,7 @@ pub fn dispatch(cli: Cli, early: Option<nook::runtime::Pending>) -> anyhow::Resu
         Command::Umount(a) => mount::run_umount(&cli.context()?, a),
         Command::Container(a) => container::run(&cli.context()?, a),
         Command::Exec(a) => exec::run(&cli.context()?, a),
+        Command::Top(a) => top::run(&cli.context()?, a),
     }
 }
 

@@ -10,6 +10,7 @@ use oci_spec::runtime::Spec;
 
 pub mod exec;
 pub mod layer;
+pub mod top;
 
 use crate::context::Context;
 use crate::image::{ImageDefaults, load_config};
@@ -147,7 +148,7 @@ pub fn command_line(defaults: &ImageDefaults, entrypoint: Option<&str>, cmd: &[S
 }
 
 /// Reads a small file from the container's future root filesystem without mounting it.
-fn read_image_file(ctx: &Context, rootfs: Option<&Path>, layers: &[String], rel: &str) -> String {
+pub(crate) fn read_image_file(ctx: &Context, rootfs: Option<&Path>, layers: &[String], rel: &str) -> String {
     let data = match rootfs {
         Some(dir) => fs::read(dir.join(rel)).ok(),
         None => driver::layer_dirs_top_first(&ctx.store, layers)

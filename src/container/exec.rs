@@ -85,11 +85,14 @@ pub fn exec(ctx: &Context, o: &ExecOptions) -> Result<i32, ContainerError> {
     let spec: Spec = load_spec(ctx, &rec.id)?;
     let base = spec.process().as_ref().ok_or_else(|| ContainerError::Io("config.json has no process".into()))?;
     let (process, user_home) = build_process(base, o)?;
-    let target = ExecTarget::open(pid, &spec).map_err(|_| not_running(&o.container))?;
     // The descriptors pin the process: is it still the container's?
-    if st.pid_start.is_some() && process_start_time(pid) != st.pid_start {
-        return Err(not_running(&o.container));
-    }
+    let same = || st.pid_start.is_none_or(|s| process_start_time(pid) == Some(s));
+    let target = match ExecTarget::open(pid, &spec) {
+        Ok(t) if same() => t,
+        Ok(_) => return Err(not_running(&o.container)),
+        Err(e) if same() => return Err(e.into()),
+        Err(_) => return Err(not_running(&o.container)),
+    };
     let cfg = |stdio| ExecConfig {
         target: &target,
         process: &process,

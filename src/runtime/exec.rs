@@ -32,7 +32,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use rustix::fs::{Mode, OFlags};
 
 use super::init::{Fail, become_process, fail, finish, open_pty, setup_err};
-use super::process::{recv, send};
+use super::process::{error_from, kill_and_reap, recv, send};
 use super::user::resolve_user;
 use super::{RuntimeError, Stdio};
 
@@ -103,21 +103,6 @@ pub struct ExecPending {
     sock: OwnedFd,
 }
 
-fn error_from(payload: &[u8]) -> RuntimeError {
-    let code = payload.first().copied().unwrap_or(125);
-    let msg = String::from_utf8_lossy(payload.get(1..).unwrap_or_default()).into_owned();
-    match code {
-        127 => RuntimeError::NotFound(msg),
-        126 => RuntimeError::CannotInvoke(msg),
-        _ => RuntimeError::Setup(msg),
-    }
-}
-
-fn kill_and_reap(pid: i32) {
-    let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-    let _ = waitpid(Pid::from_raw(pid), None);
-}
-
 /// Starts a process in the container's namespaces; returns once it is ready to exec. Must be
 /// called from a single-threaded process (it forks and the child joins a user namespace).
 pub fn spawn(cfg: &ExecConfig<'_>) -> Result<ExecPending, RuntimeError> {
@@ -159,7 +144,7 @@ pub fn spawn(cfg: &ExecConfig<'_>) -> Result<ExecPending, RuntimeError> {
                 }
                 b'T' => pty_master = m.fds.pop(),
                 b'R' => ready = true,
-                b'E' => return Err(error_from(&m.payload)),
+                b'E' => return Err(error_from(&m)),
                 _ => return Err(RuntimeError::Setup("the exec process exited before it was ready".into())),
             }
         }
@@ -185,7 +170,7 @@ impl ExecPending {
         match (sent, m) {
             (_, Ok(m)) if m.tag == b'E' => {
                 let _ = waitpid(Pid::from_raw(self.pid), None);
-                Err(error_from(&m.payload))
+                Err(error_from(&m))
             }
             (Ok(()), Ok(m)) if m.tag == 0 => Ok(()),
             (Err(e), _) | (_, Err(e)) => {

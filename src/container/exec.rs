@@ -131,3 +131,59 @@ pub fn exec(ctx: &Context, o: &ExecOptions) -> Result<i32, ContainerError> {
     let exit = fg.run(pid, master, &[]).map_err(|e| ContainerError::Io(format!("running the command: {e}")))?;
     Ok(exit.code())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::ProcessBuilder;
+
+    fn base() -> Process {
+        ProcessBuilder::default()
+            .args(vec!["sleep".to_string(), "1000".to_string()])
+            .env(vec!["PATH=/bin".to_string(), "HOME=/root".to_string(), "A=container".to_string()])
+            .cwd("/srv")
+            .capabilities(user_capabilities(to_oci_caps(&["CAP_KILL".to_string()]), 0).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    fn opts() -> ExecOptions {
+        ExecOptions { container: "c".into(), command: vec!["sh".into()], ..Default::default() }
+    }
+
+    #[test]
+    fn the_containers_process_with_the_options() {
+        let (p, home) = build_process(&base(), &opts()).unwrap();
+        assert_eq!(p.args().as_deref(), Some(&["sh".to_string()][..]));
+        assert_eq!(p.cwd().to_str(), Some("/srv"));
+        assert_eq!(p.env().as_ref().unwrap(), base().env().as_ref().unwrap());
+        assert!(!home);
+
+        let o = ExecOptions {
+            env: vec!["A=flag".into(), "B=2".into()],
+            tty: true,
+            workdir: Some("/tmp".into()),
+            user: Some("nobody".into()),
+            ..opts()
+        };
+        let (p, home) = build_process(&base(), &o).unwrap();
+        let env = p.env().clone().unwrap();
+        assert!(env.contains(&"A=flag".to_string()) && !env.contains(&"A=container".to_string()));
+        assert!(env.contains(&"B=2".to_string()) && env.contains(&"TERM=xterm".to_string()));
+        assert_eq!(p.cwd().to_str(), Some("/tmp"));
+        assert_eq!(p.terminal(), Some(true));
+        assert!(home, "-u moves HOME to the user's");
+        let (_, home) = build_process(&base(), &ExecOptions { env: vec!["HOME=/x".into()], ..o.clone() }).unwrap();
+        assert!(!home, "unless HOME is given");
+    }
+
+    #[test]
+    fn privileged_and_errors() {
+        let (p, _) = build_process(&base(), &ExecOptions { privileged: true, ..opts() }).unwrap();
+        let caps = p.capabilities().clone().unwrap();
+        assert!(caps.bounding().as_ref().unwrap().len() > 30);
+        assert_eq!(caps.effective(), caps.bounding());
+        assert!(build_process(&base(), &ExecOptions { command: vec![], ..opts() }).is_err());
+        assert!(build_process(&base(), &ExecOptions { workdir: Some("rel".into()), ..opts() }).is_err());
+    }
+}

@@ -26,7 +26,8 @@ pub struct Args {
     /// Working directory inside the container.
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     workdir: Option<String>,
-    /// Run in the background: return once the command started.
+    /// Run in the background: return once the command started (its output is discarded;
+    /// -t is ignored until a monitor can hold the terminal).
     #[arg(short = 'd', long)]
     detach: bool,
     /// Give the process all capabilities.

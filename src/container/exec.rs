@@ -28,7 +28,8 @@ pub struct ExecOptions {
     /// `-u USER[:GROUP]`, names resolved in the container.
     pub user: Option<String>,
     pub workdir: Option<String>,
-    /// Start the process and return without waiting for it.
+    /// Start the process and return without waiting for it (stdio on /dev/null, no terminal:
+    /// nothing would hold it once nook exits).
     pub detach: bool,
     pub privileged: bool,
 }

@@ -42,6 +42,10 @@ enum Sub {
     /// Stop what is left serving the root filesystems of stopped containers (fuse-overlayfs
     /// daemons whose owner died).
     Cleanup(CleanupArgs),
+    /// Run a command in a running container.
+    Exec(super::exec::Args),
+    /// Show the processes of a running container.
+    Top(super::top::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,6 +77,8 @@ pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
         Sub::Rename(a) => super::rename::run(ctx, a),
         Sub::Rm(a) => super::rm::run(ctx, a),
         Sub::Prune(a) => super::prune::run(ctx, a),
+        Sub::Exec(e) => super::exec::run(ctx, e),
+        Sub::Top(t) => super::top::run(ctx, t),
     }
 }
 

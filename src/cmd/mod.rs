@@ -5,6 +5,7 @@ mod attach;
 mod commit;
 mod container;
 mod diff;
+mod exec;
 mod export;
 mod history;
 mod image;
@@ -31,6 +32,7 @@ mod save;
 mod start;
 mod stop;
 mod tag;
+mod top;
 mod unshare;
 mod untag;
 mod version;
@@ -163,6 +165,10 @@ enum Command {
     Umount(mount::UmountArgs),
     /// Manage containers.
     Container(container::Args),
+    /// Run a command in a running container.
+    Exec(exec::Args),
+    /// Show the processes of a running container.
+    Top(top::Args),
 }
 
 impl Cli {
@@ -241,6 +247,8 @@ pub fn dispatch(cli: Cli, early: Option<nook::runtime::Pending>) -> anyhow::Resu
         Command::Mount(a) => mount::run(&cli.context()?, a),
         Command::Umount(a) => mount::run_umount(&cli.context()?, a),
         Command::Container(a) => container::run(&cli.context()?, a),
+        Command::Exec(a) => exec::run(&cli.context()?, a),
+        Command::Top(a) => top::run(&cli.context()?, a),
     }
 }
 

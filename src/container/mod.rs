@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use oci_spec::runtime::Spec;
 
+pub mod exec;
 pub mod layer;
 pub mod lifecycle;
+pub mod top;
 pub mod view;
 
 use crate::context::Context;
@@ -181,7 +183,7 @@ pub fn expand_env(e: &str) -> Option<String> {
 }
 
 /// Merges `add` into `env`, later values winning.
-fn merge_env(env: &mut Vec<String>, add: impl IntoIterator<Item = String>) {
+pub(crate) fn merge_env(env: &mut Vec<String>, add: impl IntoIterator<Item = String>) {
     for kv in add {
         let k = kv.split('=').next().unwrap_or("").to_string();
         env.retain(|e| e.split('=').next() != Some(k.as_str()));
@@ -214,7 +216,7 @@ pub fn command_line(defaults: &ImageDefaults, entrypoint: Option<&str>, cmd: &[S
 }
 
 /// Reads a small file from the container's future root filesystem without mounting it.
-fn read_image_file(ctx: &Context, rootfs: Option<&Path>, layers: &[String], rel: &str) -> String {
+pub(crate) fn read_image_file(ctx: &Context, rootfs: Option<&Path>, layers: &[String], rel: &str) -> String {
     let data = match rootfs {
         Some(dir) => fs::read(dir.join(rel)).ok(),
         None => driver::layer_dirs_top_first(&ctx.store, layers)

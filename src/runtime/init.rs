@@ -18,24 +18,26 @@ use std::time::Duration;
 
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::mounts::{fd_path, mount_target, parse_options, set_attrs};
 use super::process::{SetupRequest, recv, send};
 use super::spec::DEVICES;
 
-type Fail = (u8, String);
+/// A failure: the exit code (125, 126 or 127) and one line saying why.
+pub(super) type Fail = (u8, String);
 
-fn fail(code: u8, msg: impl Into<String>) -> Fail {
+pub(super) fn fail(code: u8, msg: impl Into<String>) -> Fail {
     (code, msg.into())
 }
 
-fn setup_err(what: &str) -> impl FnOnce(nix::Error) -> Fail + '_ {
+pub(super) fn setup_err(what: &str) -> impl FnOnce(nix::Error) -> Fail + '_ {
     move |e| fail(125, format!("{what}: {e}"))
 }
 
-fn finish(sock: &OwnedFd, r: Result<(), Fail>) -> ! {
+/// Reports the outcome to the owner and ends this forked process.
+pub(super) fn finish(sock: &OwnedFd, r: Result<(), Fail>) -> ! {
     let code = match r {
         Ok(()) => 0,
         Err((code, msg)) => {
@@ -202,9 +204,9 @@ fn do_mounts(spec: &Spec, rootfd: &OwnedFd) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Opens a pty inside the container's devpts; binds the slave on /dev/console. Returns
+/// Opens a pty inside the container's devpts (`dev/pts/ptmx` under `rootfd`). Returns
 /// (master, slave).
-fn make_pty(rootfd: &OwnedFd) -> Result<(OwnedFd, OwnedFd), Fail> {
+pub(super) fn open_pty(rootfd: &OwnedFd) -> Result<(OwnedFd, OwnedFd), Fail> {
     let master = rustix::fs::openat2(
         rootfd,
         "dev/pts/ptmx",
@@ -217,6 +219,13 @@ fn make_pty(rootfd: &OwnedFd) -> Result<(OwnedFd, OwnedFd), Fail> {
     let slave =
         rustix::pty::ioctl_tiocgptpeer(&master, rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
             .map_err(|e| fail(125, format!("opening the pty slave: {e}")))?;
+    Ok((master, slave))
+}
+
+/// Opens a pty inside the container's devpts; binds the slave on /dev/console. Returns
+/// (master, slave).
+fn make_pty(rootfd: &OwnedFd) -> Result<(OwnedFd, OwnedFd), Fail> {
+    let (master, slave) = open_pty(rootfd)?;
     let console = mount_target(rootfd, "/dev/console", false).map_err(|e| fail(125, e))?;
     mount_fd(Some(fd_path(&slave).as_str()), &console, None, MsFlags::MS_BIND, None)
         .map_err(|e| fail(125, format!("binding the pty on /dev/console: {e}")))?;
@@ -309,8 +318,7 @@ fn ensure_cwd(cwd: &Path, uid: u32, gid: u32) -> Result<(), Fail> {
     Ok(())
 }
 
-fn drop_privileges(spec: &Spec, single_id: bool) -> Result<(), Fail> {
-    let process = spec.process().as_ref().ok_or_else(|| fail(125, "no process in the spec"))?;
+fn drop_privileges(process: &Process, single_id: bool) -> Result<(), Fail> {
     let user = process.user();
     let caps = process.capabilities().as_ref();
     let names = |s: Option<&oci_spec::runtime::Capabilities>| -> Vec<String> {
@@ -545,9 +553,40 @@ fn init(sock: &OwnedFd, req: &SetupRequest, stdio: &[OwnedFd], root: &Path) -> R
     if req.init {
         reaper_fork(sock, req.kill_with_owner)?;
     }
+    let stdio = match stdio {
+        [stdin, stdout, stderr] => Some([stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()]),
+        _ => None,
+    };
+    Err(become_process(process, req.single_id, req.kill_with_owner, pty_slave.as_ref(), stdio))
+}
+
+/// The last steps before the command runs, shared by init and `exec`: a new session with the
+/// pty slave as controlling terminal (or the given descriptors) on 0, 1 and 2, the process's
+/// user, capabilities and no_new_privs, default signals, its working directory, then exec.
+/// `kill_with_owner`: our parent must already be the owner. Returns only on failure.
+pub(super) fn become_process(
+    process: &Process,
+    single_id: bool,
+    kill_with_owner: bool,
+    pty_slave: Option<&OwnedFd>,
+    stdio: Option<[RawFd; 3]>,
+) -> Fail {
+    match become_inner(process, single_id, kill_with_owner, pty_slave, stdio) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    }
+}
+
+fn become_inner(
+    process: &Process,
+    single_id: bool,
+    kill_with_owner: bool,
+    pty_slave: Option<&OwnedFd>,
+    stdio: Option<[RawFd; 3]>,
+) -> Result<Infallible, Fail> {
     nix::unistd::setsid().map_err(setup_err("setsid"))?;
-    match (req.tty, &pty_slave, stdio) {
-        (true, Some(slave), _) => {
+    match (pty_slave, stdio) {
+        (Some(slave), _) => {
             // SAFETY: TIOCSCTTY on a pty slave we own, from a session leader.
             if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
                 return Err(fail(
@@ -559,25 +598,25 @@ fn init(sock: &OwnedFd, req: &SetupRequest, stdio: &[OwnedFd], root: &Path) -> R
                 dup_onto(slave.as_raw_fd(), t)?;
             }
         }
-        (false, _, [stdin, stdout, stderr]) => {
-            dup_onto(stdin.as_raw_fd(), 0)?;
-            dup_onto(stdout.as_raw_fd(), 1)?;
-            dup_onto(stderr.as_raw_fd(), 2)?;
+        (None, Some([stdin, stdout, stderr])) => {
+            dup_onto(stdin, 0)?;
+            dup_onto(stdout, 1)?;
+            dup_onto(stderr, 2)?;
         }
-        _ => return Err(fail(125, "the container's stdio is missing")),
+        (None, None) => return Err(fail(125, "the container's stdio is missing")),
     }
-    drop(pty_slave);
-    drop_privileges(spec, req.single_id)?;
+    drop_privileges(process, single_id)?;
     if process.no_new_privileges().unwrap_or(false) {
         nix::sys::prctl::set_no_new_privs().map_err(setup_err("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     }
-    if req.kill_with_owner {
-        // Set last: changing credentials clears it. Our parent is the owner by now.
+    if kill_with_owner {
+        // Set last: changing credentials clears it.
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .map_err(setup_err("prctl(PR_SET_PDEATHSIG)"))?;
     }
     reset_signals();
-    if let Err(e) = std::env::set_current_dir(&cwd) {
+    let cwd = process.cwd();
+    if let Err(e) = std::env::set_current_dir(cwd) {
         let code = if e.kind() == std::io::ErrorKind::PermissionDenied { 126 } else { 125 };
         return Err(fail(code, format!("chdir to `{}`: {e}", cwd.display())));
     }

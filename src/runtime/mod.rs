@@ -14,6 +14,7 @@
 //! ```
 
 mod caps;
+pub mod exec;
 pub mod fuse;
 mod init;
 mod mounts;

@@ -155,7 +155,7 @@ pub(super) fn recv(sock: &OwnedFd, timeout: Duration, what: &str) -> Result<Mess
     Ok(Message { tag, payload: buf, fds })
 }
 
-fn error_from(m: &Message) -> RuntimeError {
+pub(super) fn error_from(m: &Message) -> RuntimeError {
     let code = m.payload.first().copied().unwrap_or(125);
     let msg = String::from_utf8_lossy(m.payload.get(1..).unwrap_or_default()).into_owned();
     match code {
@@ -177,7 +177,7 @@ fn reap(pid: i32) -> Option<WaitStatus> {
     waitpid(Pid::from_raw(pid), None).ok()
 }
 
-fn kill_and_reap(pid: i32) {
+pub(super) fn kill_and_reap(pid: i32) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     let _ = reap(pid);
 }

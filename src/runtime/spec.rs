@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace,
-    LinuxNamespaceType, Mount, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxNamespace, LinuxNamespaceType, Mount, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use super::caps::DEFAULT_CAPS;
@@ -119,7 +119,7 @@ fn mount(dest: &str, typ: &str, source: &str, opts: &[&str]) -> Mount {
     m
 }
 
-fn to_oci_caps(names: &[String]) -> HashSet<Capability> {
+pub(crate) fn to_oci_caps(names: &[String]) -> HashSet<Capability> {
     names.iter().filter_map(|n| Capability::from_str(n.trim_start_matches("CAP_")).ok()).collect()
 }
 
@@ -134,6 +134,20 @@ fn id_maps(m: &[crate::userns::IdMap]) -> Result<Vec<LinuxIdMapping>, String> {
                 .map_err(|err| err.to_string())
         })
         .collect()
+}
+
+/// A process's capabilities as podman gives them: a non-root process keeps the bounding set
+/// only; root gets the set effective and permitted.
+pub fn user_capabilities(bounding: HashSet<Capability>, uid: u32) -> Result<LinuxCapabilities, String> {
+    let user_caps = if uid == 0 { bounding.clone() } else { HashSet::new() };
+    LinuxCapabilitiesBuilder::default()
+        .bounding(bounding)
+        .effective(user_caps.clone())
+        .permitted(user_caps)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Builds the spec. `root` is where the root filesystem will be (informational: the runtime
@@ -185,17 +199,7 @@ pub fn build(c: &ContainerConfig, maps: &IdMappings, root: PathBuf) -> Result<Sp
         mounts.push(mount(&v.destination, "bind", &v.source.to_string_lossy(), &o));
     }
 
-    let caps = to_oci_caps(&c.caps);
-    // podman: a non-root process keeps the bounding set only; root gets the set effective.
-    let user_caps = if c.user.uid == 0 { caps.clone() } else { HashSet::new() };
-    let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps.clone())
-        .effective(user_caps.clone())
-        .permitted(user_caps.clone())
-        .inheritable(HashSet::new())
-        .ambient(HashSet::new())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let capabilities = user_capabilities(to_oci_caps(&c.caps), c.user.uid)?;
     let mut user = UserBuilder::default().uid(c.user.uid).gid(c.user.gid);
     if !c.user.additional_gids.is_empty() {
         user = user.additional_gids(c.user.additional_gids.clone());

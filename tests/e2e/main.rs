@@ -6,6 +6,7 @@ mod common;
 mod archive;
 mod auth;
 mod cli;
+mod exec;
 mod image_verbs;
 mod images;
 mod isolation;

@@ -244,6 +244,94 @@ impl Drop for Env {
     }
 }
 
+/// A container kept running by a foreground `nook run` in the background (a stand-in for
+/// `run -d`). Dropping it SIGKILLs that owner (the container dies with it) and waits for it.
+pub struct Background {
+    child: Option<Child>,
+    pub name: String,
+    /// Host pid of the container's init.
+    pub pid: i32,
+    /// The container's ID.
+    pub id: String,
+}
+
+impl Env {
+    /// Starts `nook run --name NAME ARGS…` as a background child and waits (bounded) until the
+    /// container is recorded as running.
+    pub fn start_container(&self, name: &str, args: &[&str]) -> Background {
+        let mut c = self.nook(["run", "--name", name]);
+        c.args(args).stdout(Stdio::null()).stderr(Stdio::piped()).process_group(0);
+        let mut child = c.spawn().expect("spawning nook run");
+        let store = self.store();
+        let (mut pid, mut id) = (0, String::new());
+        let start = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait().expect("polling nook run") {
+                let out = wait_bounded(child, Duration::from_secs(10), "nook run's output");
+                panic!("nook run --name {name} ended early ({st}):\n{out}");
+            }
+            for d in fs::read_dir(store.join("containers")).into_iter().flatten().flatten() {
+                let rec: serde_json::Value = fs::read(d.path().join("container.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                let st: serde_json::Value = fs::read(d.path().join("state.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                if rec["name"] == name && st["status"] == "running" && st["pid"].as_i64().unwrap_or(0) > 0 {
+                    pid = st["pid"].as_i64().unwrap_or(0) as i32;
+                    id = rec["id"].as_str().unwrap_or_default().to_string();
+                }
+            }
+            if pid > 0 {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let out = wait_bounded(child, Duration::from_secs(10), "nook run after a failed start");
+                panic!("timed out after 60s waiting for container {name} to be running\n{out}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Background { child: Some(child), name: name.to_string(), pid, id }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            // Bounded, without panicking in a drop: the owner was SIGKILLed.
+            let start = Instant::now();
+            while !matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+                if start.elapsed() > Duration::from_secs(30) {
+                    eprintln!("the background nook run of {} did not end 30s after SIGKILL", self.name);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Its init dies with it (parent-death signal): wait for that too, bounded.
+            let start = Instant::now();
+            while Path::new(&format!("/proc/{}", self.pid)).exists()
+                && !fs::read_to_string(format!("/proc/{}/stat", self.pid)).is_ok_and(|s| s.contains(") Z"))
+            {
+                if start.elapsed() > Duration::from_secs(30) {
+                    eprintln!("container {} (pid {}) still alive 30s after its owner was killed", self.name, self.pid);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 /// A finished command.
 pub struct Out {
     pub code: i32,

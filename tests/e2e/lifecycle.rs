@@ -420,9 +420,11 @@ fn sigkill_of_the_monitor_is_reported_and_cleaned_up() {
     e.ok(["start", "orphan"]);
     wait_status(&e, "orphan", "running");
     let i = inspect(&e, "orphan");
-    let mon = i["State"]["ConmonPid"].as_i64().unwrap();
+    let (pid, mon) = (i["State"]["Pid"].as_i64().unwrap(), i["State"]["ConmonPid"].as_i64().unwrap());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(mon as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     wait_for("the monitor to be gone", T, || !alive(mon));
+    // The container dies with its monitor (a parent-death signal), a moment later.
+    wait_for("the container to die with its monitor", T, || !alive(pid));
     e.ok(["rm", "orphan"]);
     assert_eq!(container_dirs(&e), 0);
     assert!(monitors(&e).is_empty());

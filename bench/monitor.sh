@@ -4,78 +4,28 @@
 # against podman where podman can run containers here. Interleaved rounds, medians, ratios.
 #   bench/monitor.sh [ROUNDS]
 # As root it measures as the rig's unprivileged user with the store on a journaled ext4 loop
-# filesystem and the run root on tmpfs (see bench/run-latency.sh for why).
+# filesystem and the run root on tmpfs (bench/lib.sh says why).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 ROUNDS=${1:-30}
 N=100
-cargo build --release --quiet
-W=/tmp/nook-bench-mon
-BIN=$W/bin
-mkdir -p "$BIN"
-chmod 755 "$W" "$BIN"
-cp target/release/nook "$BIN/nook"
-
-H=$W/home; R=$W/run
-if [ "$(id -u)" = 0 ]; then
-  bash tests/rig/setup-root.sh
-  U=nook-test
-  as() { runuser -u "$U" -- env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$H" XDG_RUNTIME_DIR="$R" "$@"; }
-  for m in "$R" "$H"; do mountpoint -q "$m" && umount -l "$m"; done
-  rm -rf "$H" "$R"
-  mkdir -p "$H" "$R"
-  truncate -s 4G /var/tmp/nook-bench-mon.img
-  mkfs.ext4 -q -F /var/tmp/nook-bench-mon.img
-  mount -o loop /var/tmp/nook-bench-mon.img "$H"
-  mount -t tmpfs -o "mode=700,uid=$(id -u "$U"),gid=$(id -g "$U")" tmpfs "$R"
-  chown "$U:" "$H"
-  chmod 700 "$H"
-else
-  U=$(id -un)
-  as() { env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$H" XDG_RUNTIME_DIR="$R" "$@"; }
-  H=$HOME/.cache/nook-bench-mon
-  R=${XDG_RUNTIME_DIR:?set XDG_RUNTIME_DIR}/nook-bench-mon
-  mkdir -p "$H" "$R"
-fi
-cleanup() {
+bench_init nook-bench-mon
+remove_containers() {
   as "$BIN/nook" rm -af >/dev/null 2>&1 || true
   as podman rm -af -t 0 >/dev/null 2>&1 || true
-  # podman's pause process (catatonit) outlives its commands.
-  [ -f "$R/libpod/tmp/pause.pid" ] && kill "$(cat "$R/libpod/tmp/pause.pid")" 2>/dev/null || true
-  if [ "$(id -u)" = 0 ]; then
-    umount -l "$R" "$H" 2>/dev/null || true
-    rm -f /var/tmp/nook-bench-mon.img
-  fi
 }
-trap cleanup EXIT
+bench_on_exit remove_containers
 
-as sh -c "mkdir -p $H/rootfs/bin $H/rootfs/etc $H/rootfs/proc $H/rootfs/tmp && cp /bin/busybox $H/rootfs/bin/ &&
-  for a in \$(/bin/busybox --list); do [ \$a = busybox ] || ln -s busybox $H/rootfs/bin/\$a; done &&
-  echo 'root:x:0:0:root:/root:/bin/sh' > $H/rootfs/etc/passwd && tar -C $H/rootfs -cf $H/bb.tar ."
-as "$BIN/nook" import "$H/bb.tar" bb >/dev/null
-echo "nook $(as "$BIN/nook" --version | cut -d' ' -f2), driver $(as "$BIN/nook" info --format json | sed -n 's/.*"graphDriverName": "\(.*\)".*/\1/p'), kernel $(uname -r), $(nproc) cpus"
+bench_busybox_image
+bench_versions
 
-# podman, if it can run a detached container here (crun fails on hybrid cgroup hosts).
+# podman, if it can run a detached container here.
 PODMAN=""
-if command -v podman >/dev/null 2>&1; then
-  mkdir -p "$H/.config/containers"
-  printf '[storage]\ndriver = "overlay"\n' > "$H/.config/containers/storage.conf"
-  [ "$(id -u)" = 0 ] && chown -R "$U:" "$H/.config"
-  if as podman import --change CMD=/bin/sh "$H/bb.tar" localhost/pbb >/dev/null 2>&1; then
-    for rt in "" "--runtime runc"; do
-      if as podman run -d $rt --network none localhost/pbb sleep 1 >/dev/null 2>&1; then
-        PODMAN="podman run -d $rt --network none localhost/pbb sleep 1000"
-        echo "podman: $(podman --version), ${rt:-default runtime}, overlay, --network none"
-        break
-      fi
-    done
-    as podman rm -af -t 0 >/dev/null 2>&1 || true
-  fi
-  [ -n "$PODMAN" ] || echo "podman: installed but cannot run containers here (crun: hybrid cgroups); podman rows skipped"
-else
-  echo "podman: not installed; podman rows skipped"
+podman_probe() { as podman run -d $1 --network none localhost/pbb sleep 1 >/dev/null 2>&1; }
+if bench_podman podman_probe "cannot run containers here (crun: hybrid cgroups)"; then
+  PODMAN="podman run -d $PODMAN_RT --network none localhost/pbb sleep 1000"
 fi
-cp bench/bench.py "$BIN/bench.py"
+as podman rm -af -t 0 >/dev/null 2>&1 || true
 
 echo
 echo "== run -d until the command runs (each run starts from no containers) =="

@@ -6,20 +6,14 @@
 # (bench/bench.py). Prints medians, and ratios within each group.
 #   bench/storage.sh [ROUNDS]
 # As root it measures as the rig's unprivileged user with the store on a journaled ext4 loop
-# filesystem and the run root on tmpfs (see bench/run-latency.sh for why: this VM's root
-# filesystem is ext4 without a journal, where heavy file churn slows every file creation).
+# filesystem and the run root on tmpfs (bench/lib.sh says why).
 # The image is generated offline (deterministic content) and cached in /tmp/nook-bench-cache.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 ROUNDS=${1:-15}
-cargo build --release --quiet
-W=/tmp/nook-bench-storage
-BIN=$W/bin
 CACHE=/tmp/nook-bench-cache
-mkdir -p "$BIN" "$CACHE"
-chmod 755 "$W" "$BIN" "$CACHE"
-cp target/release/nook "$BIN/nook"
-cp bench/bench.py "$BIN/bench.py"
+mkdir -p "$CACHE"
+chmod 755 "$CACHE"
 
 # The images, cached: busybox, and busybox + ~190 MB in ~8,000 files + a tar of 10,000
 # small files (for the unpack workload).
@@ -70,31 +64,7 @@ EOF
   chmod 644 "$CACHE"/*.tar
 fi
 
-if [ "$(id -u)" = 0 ]; then
-  bash tests/rig/setup-root.sh
-  U=nook-test
-  as() { runuser -u "$U" -- env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$H" XDG_RUNTIME_DIR="$R" "$@"; }
-else
-  U=$(id -un)
-  as() { env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$H" XDG_RUNTIME_DIR="$R" "$@"; }
-fi
-H=$W/home; R=$W/run
-if [ "$(id -u)" = 0 ]; then
-  for m in "$R" "$H"; do mountpoint -q "$m" && umount -l "$m"; done
-  rm -rf "$H" "$R"
-  mkdir -p "$H" "$R"
-  truncate -s 8G /var/tmp/nook-bench-storage.img
-  mkfs.ext4 -q -F /var/tmp/nook-bench-storage.img
-  mount -o loop /var/tmp/nook-bench-storage.img "$H"
-  mount -t tmpfs -o "mode=700,uid=$(id -u "$U"),gid=$(id -g "$U")" tmpfs "$R"
-  chown "$U:" "$H"
-  chmod 700 "$H"
-  trap 'umount -l "$R" "$H" 2>/dev/null || true; rm -f /var/tmp/nook-bench-storage.img' EXIT
-else
-  H=$HOME/.cache/nook-bench-storage
-  R=${XDG_RUNTIME_DIR:?set XDG_RUNTIME_DIR}/nook-bench-storage
-  mkdir -p "$H" "$R"
-fi
+bench_init nook-bench-storage 8G
 
 N=$BIN/nook
 as "$N" import "$CACHE/bb.tar" bb >/dev/null

@@ -94,9 +94,14 @@ impl FuseOverlay {
             .env_clear()
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
         // SAFETY: runs in the forked child before exec; only async-signal-safe system calls
-        // (setsid, getuid, setresgid, setresuid, prctl) on plain integers.
+        // (sigprocmask on a local set, setsid, getuid, setresgid, setresuid, prctl).
         unsafe {
             cmd.pre_exec(|| {
+                // The owner blocks the signals it reads from a signalfd, and a blocked mask
+                // survives exec: the daemon would never see the SIGTERM that stops it.
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
                 // Out of the terminal's process group: a ^C for the container must not stop
                 // the filesystem under it.
                 libc::setsid();
@@ -204,7 +209,17 @@ pub fn stop_daemon(pid: i32, grace: Duration) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    // Gone (or a zombie) shortly after SIGKILL; bounded in case it is stuck in the kernel.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        match nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(nix::sys::wait::WaitStatus::StillAlive) => {}
+            Ok(_) => return,
+            Err(_) if !is_fuse_overlayfs(pid) => return,
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Whether `pid` is a live fuse-overlayfs process (not a zombie).

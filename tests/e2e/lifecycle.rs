@@ -436,6 +436,14 @@ fn sigkill_of_the_monitor_is_reported_and_cleaned_up() {
     let st: Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
     let helpers: Vec<i64> = st["helpers"].as_array().unwrap().iter().map(|h| h["pid"].as_i64().unwrap()).collect();
     assert!(!helpers.is_empty() && helpers.iter().all(|p| alive(*p)), "{st}");
+    // The daemon can be stopped with SIGTERM: it does not inherit the monitor's blocked
+    // signals (it would only go with the SIGKILL after rm's grace period).
+    for p in &helpers {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap();
+        let blk = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).unwrap().trim();
+        let mask = u64::from_str_radix(blk, 16).unwrap();
+        assert_eq!(mask & (1 << (libc::SIGTERM - 1)), 0, "fuse-overlayfs blocks SIGTERM: {status}");
+    }
     let i = inspect(&e, "fz");
     let (pid, mon) = (i["State"]["Pid"].as_i64().unwrap(), i["State"]["ConmonPid"].as_i64().unwrap());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(mon as i32), nix::sys::signal::Signal::SIGKILL).unwrap();

@@ -18,7 +18,7 @@ for p in docker-registry skopeo; do
   command -v "$p" >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
 done
 LAYOUT=$(bash bench/pull-image.sh)
-bench_init nook-bench-pull 8G /tmp/nook-bench-pull/run
+bench_init nook-bench-pull 24G /tmp/nook-bench-pull/run
 rm -rf "$W/registry"
 mkdir -p "$W/registry"
 

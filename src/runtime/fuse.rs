@@ -197,29 +197,29 @@ pub fn stop_daemon(pid: i32, grace: Duration) {
     }
     let p = nix::unistd::Pid::from_raw(pid);
     let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM);
-    let start = Instant::now();
-    while start.elapsed() < grace {
-        // Our child: reap it; someone else's: wait for it to vanish.
-        match nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(nix::sys::wait::WaitStatus::StillAlive) => {}
-            Ok(_) => return,
-            Err(_) if !is_fuse_overlayfs(pid) => return,
-            Err(_) => {}
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    if wait_gone(pid, grace) {
+        return;
     }
     let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
     // Gone (or a zombie) shortly after SIGKILL; bounded in case it is stuck in the kernel.
+    wait_gone(pid, Duration::from_secs(1));
+}
+
+/// Waits up to `limit` for the daemon `pid` to end: reaps it when it is our child, else waits
+/// for it to vanish (or become a zombie). Whether it ended.
+fn wait_gone(pid: i32, limit: Duration) -> bool {
+    let p = nix::unistd::Pid::from_raw(pid);
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(1) {
+    while start.elapsed() < limit {
         match nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) => {}
-            Ok(_) => return,
-            Err(_) if !is_fuse_overlayfs(pid) => return,
+            Ok(_) => return true,
+            Err(_) if !is_fuse_overlayfs(pid) => return true,
             Err(_) => {}
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    false
 }
 
 /// Whether `pid` is a live fuse-overlayfs process (not a zombie).

@@ -167,3 +167,121 @@ fn load_refuses_bad_archives() {
     assert_one_line_error(&e.run(["load", "-i", &bad]), "diff_id mismatch");
     assert_nothing_stored(&e);
 }
+
+/// A private Docker daemon (`dockerd` from Debian's docker.io) for one test: its own data and
+/// exec roots and socket, vfs storage, no networking set up, no container ever run. Stopped
+/// (SIGTERM, then SIGKILL) and its files removed on drop.
+struct Dockerd {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Dockerd {
+    fn start() -> Option<Dockerd> {
+        if !nix::unistd::geteuid().is_root() || !have("dockerd") || !have("docker") {
+            skip("a Docker daemon is needed: run the tests as root with docker.io installed (tests/rig/setup-root.sh)");
+            return None;
+        }
+        // Short: the socket path must fit in 108 bytes.
+        let dir = std::path::PathBuf::from(format!("/tmp/nook-dk-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let log = fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("sock").display()))
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-masq=false", "--storage-driver=vfs"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd");
+        let d = Dockerd { child, dir };
+        let start = std::time::Instant::now();
+        loop {
+            let o = run_bounded(d.cmd().arg("version"), Duration::from_secs(30));
+            if o.code == 0 {
+                return Some(d);
+            }
+            let log = fs::read_to_string(d.dir.join("log")).unwrap_or_default();
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "dockerd did not answer on {} within 60 s:\n{log}",
+                d.dir.join("sock").display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("docker");
+        c.arg("-H").arg(format!("unix://{}", self.dir.join("sock").display())).env("DOCKER_BUILDKIT", "0");
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = run_bounded(self.cmd().args(args), Duration::from_secs(120));
+        assert_eq!(o.code, 0, "docker {args:?}: {o}");
+        o.stdout
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn archives_from_docker_save_load_and_nook_archives_load_into_docker() {
+    let Some(d) = Dockerd::start() else { return };
+    let e = Env::new();
+    // A two-layer image made by docker itself: an imported rootfs and a COPY on top (the legacy
+    // builder runs no container for COPY and ENV).
+    let bb = rig().fixtures.join("busybox.tar");
+    d.ok(&["import", "-c", "CMD [\"/bin/sh\"]", bb.to_str().unwrap(), "dbb:1"]);
+    let ctx = e.mkdir("docker-ctx");
+    fs::write(ctx.join("hello.txt"), "hello from docker\n").unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM dbb:1\nCOPY hello.txt /hello.txt\nENV GREETING=docker\n").unwrap();
+    d.ok(&["build", "-q", "-t", "dbb:2", ctx.to_str().unwrap()]);
+    let saved = e.dir.join("docker-save.tar");
+    d.ok(&["save", "-o", saved.to_str().unwrap(), "dbb:2"]);
+    share(&saved);
+    let o = e.ok(["load", "-i", saved.to_str().unwrap()]);
+    assert!(o.contains("Loaded image: docker.io/library/dbb:2"), "{o}");
+    let inspect: serde_json::Value = serde_json::from_str(&e.ok(["image", "inspect", "dbb:2"])).unwrap();
+    assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().map(Vec::len), Some(2), "two layers: {inspect}");
+    // docker's history (an empty ENV step included) comes along.
+    assert_eq!(e.ok(["history", "-q", "dbb:2"]).lines().count(), 3);
+    assert_eq!(
+        e.ok(["run", "--rm", "dbb:2", "sh", "-c", "cat /hello.txt; echo $GREETING"]),
+        "hello from docker\ndocker\n"
+    );
+    // nook's docker-archive and oci-archive into docker.
+    e.import_busybox();
+    let out = e.mkdir("out");
+    let f = out.join("nook-docker-archive.tar");
+    e.ok(["save", "--format", "docker-archive", "-o", f.to_str().unwrap(), "bb"]);
+    d.ok(&["load", "-q", "-i", f.to_str().unwrap()]);
+    let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.contains("localhost/bb:latest"), "{images}");
+}

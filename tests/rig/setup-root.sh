@@ -9,7 +9,7 @@
 set -euo pipefail
 
 PACKAGES=(uidmap busybox-static fuse-overlayfs fuse3 slirp4netns util-linux procps ca-certificates
-  docker-registry skopeo apache2-utils openssl podman)
+  docker-registry skopeo apache2-utils openssl podman docker.io)
 TEST_USER=${NOOK_TEST_USER:-nook-test}
 NOSUB_USER=${NOOK_NOSUB_USER:-nook-nosub}
 

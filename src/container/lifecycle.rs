@@ -84,6 +84,9 @@ pub fn status_text(st: &ContainerState) -> String {
     }
 }
 
+/// How long `start` waits for a start already in progress.
+const CONCURRENT_START_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What a detached start gives back.
 pub struct Started {
     /// The container's host pid (0 if it was already running).
@@ -104,6 +107,24 @@ fn runtime_error(code: i32, msg: String) -> ContainerError {
 /// the start failed. With `attach`, connects to the monitor before the container starts.
 pub fn start_detached(ctx: &Context, rec: &ContainerRecord, attach: bool) -> Result<Started, ContainerError> {
     let store = &ctx.store;
+    // Another start (or a restart by its monitor) in progress: wait for it, bounded, as podman
+    // waits for the container's lock; then the container runs (nothing to do) or is started.
+    let deadline = std::time::Instant::now() + CONCURRENT_START_WAIT;
+    loop {
+        let st = store.load_state(&rec.id)?;
+        if is_running(&st) || !st.monitor_alive() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(ContainerError::Invalid(format!(
+                "container {} is still being started or restarted by its monitor (pid {}) after {} s",
+                rec.short_id(),
+                st.monitor_pid.unwrap_or(0),
+                CONCURRENT_START_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     {
         let _g = store.lock_container(&rec.id)?;
         let mut st = store.load_state(&rec.id)?;

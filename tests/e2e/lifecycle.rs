@@ -757,3 +757,25 @@ fn a_foreground_run_is_logged_too() {
     wait_for("the second run's output", T, || logs(&e, "fg").matches("out").count() == 2);
     wait_monitors_gone(&e);
 }
+
+#[test]
+fn two_starts_at_once_start_the_container_once() {
+    let e = Env::new();
+    e.import_busybox();
+    e.ok(["create", "--name", "twice", "bb", "sleep", "100"]);
+    let spawn = || {
+        let mut c = e.nook(["start", "twice"]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let o = wait_bounded(child, T, "nook start twice");
+        assert_eq!(o.code, 0, "both starts succeed: {o}");
+        assert_eq!(o.stdout.trim(), "twice", "{o}");
+    }
+    assert_eq!(status(&e, "twice"), "running");
+    assert_eq!(monitors(&e).len(), 1, "one monitor");
+    e.ok(["rm", "-f", "twice"]);
+    wait_monitors_gone(&e);
+}

@@ -111,32 +111,23 @@ pub fn start_detached(ctx: &Context, rec: &ContainerRecord, attach: bool) -> Res
     // waits for the container's lock; then the container runs (nothing to do) or is started.
     let deadline = std::time::Instant::now() + CONCURRENT_START_WAIT;
     loop {
-        let st = store.load_state(&rec.id)?;
-        if is_running(&st) || !st.monitor_alive() {
-            break;
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(ContainerError::Invalid(format!(
-                "container {} is still being started or restarted by its monitor (pid {}) after {} s",
-                rec.short_id(),
-                st.monitor_pid.unwrap_or(0),
-                CONCURRENT_START_WAIT.as_secs()
-            )));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    {
-        let _g = store.lock_container(&rec.id)?;
+        let g = store.lock_container(&rec.id)?;
         let mut st = store.load_state(&rec.id)?;
-        if is_running(&st) || st.monitor_alive() {
-            if is_running(&st) {
-                return Ok(Started { pid: st.pid.unwrap_or(0), attach: None });
+        if is_running(&st) {
+            return Ok(Started { pid: st.pid.unwrap_or(0), attach: None });
+        }
+        if st.monitor_alive() {
+            drop(g);
+            if std::time::Instant::now() >= deadline {
+                return Err(ContainerError::Invalid(format!(
+                    "container {} is still being started or restarted by its monitor (pid {}) after {} s",
+                    rec.short_id(),
+                    st.monitor_pid.unwrap_or(0),
+                    CONCURRENT_START_WAIT.as_secs()
+                )));
             }
-            return Err(ContainerError::Invalid(format!(
-                "container {} is being started or restarted by its monitor (pid {})",
-                rec.short_id(),
-                st.monitor_pid.unwrap_or(0)
-            )));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
         }
         // Whatever the last run left (a dead monitor's fuse-overlayfs daemon).
         layer::stop_helpers(ctx, rec, &st);
@@ -155,6 +146,7 @@ pub fn start_detached(ctx: &Context, rec: &ContainerRecord, attach: bool) -> Res
         st.detached = true;
         st.restart_delay_ms = None;
         store.save_state(&rec.id, &st)?;
+        break;
     }
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| ContainerError::Io(format!("pipe: {e}")))?;

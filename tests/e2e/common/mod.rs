@@ -232,6 +232,10 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // A test that failed half-way may leave detached containers: their monitors (and
+        // fuse-overlayfs daemons) name this environment's directories on their command lines.
+        // SIGKILL them; each container dies with its monitor.
+        kill_processes_naming(&self.dir);
         if rig().as_root {
             let _ = fs::remove_dir_all(&self.dir);
         } else {
@@ -240,6 +244,26 @@ impl Drop for Env {
             c.arg(&self.home).arg(&self.run);
             let _ = run_bounded(&mut c, Duration::from_secs(60));
             let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// SIGKILLs every process whose command line mentions `dir` (not this process).
+fn kill_processes_naming(dir: &Path) {
+    // With the trailing slash: /…/t/12-3 must not match /…/t/12-30.
+    let mut needle = dir.as_os_str().as_encoded_bytes().to_vec();
+    needle.push(b'/');
+    let me = std::process::id();
+    let Ok(procs) = fs::read_dir("/proc") else { return };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        if let Ok(cmd) = fs::read(p.path().join("cmdline"))
+            && cmd.windows(needle.len()).any(|w| w == needle.as_slice())
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }

@@ -665,7 +665,8 @@ fn copy_dir(src: &Path, dst: &Path, shift: Shift, links: &mut HashMap<(u64, u64)
     Ok(())
 }
 
-fn finish_meta(dst: &Path, md: &Metadata, shift: Shift, symlink: bool) -> io::Result<()> {
+/// Gives `dst` the owner (shifted), mode and times of `md`.
+pub(crate) fn finish_meta(dst: &Path, md: &Metadata, shift: Shift, symlink: bool) -> io::Result<()> {
     std::os::unix::fs::lchown(dst, Some(shift.uid(md.uid())), Some(shift.gid(md.gid())))?;
     if !symlink {
         fs::set_permissions(dst, fs::Permissions::from_mode(md.mode() & 0o7777))?;

@@ -60,17 +60,8 @@ fn lookup(layers: &[PathBuf], rel: &str) -> Entry {
 }
 
 fn is_opaque(dir: &Path) -> bool {
-    xattr_get(dir, OPAQUE_XATTR).is_some_and(|v| v == b"y")
-}
-
-fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let n = std::ffi::CString::new(name).ok()?;
-    let mut buf = [0u8; 8];
-    // SAFETY: NUL-terminated path and name; the buffer and its length describe valid memory.
-    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    usize::try_from(r).ok().map(|len| buf[..len.min(buf.len())].to_vec())
+    let mut buf = [0u8; 2];
+    rustix::fs::lgetxattr(dir, OPAQUE_XATTR, &mut buf).is_ok_and(|n| &buf[..n] == b"y")
 }
 
 /// The layer's directory name for a chain of layers (bottom first, as images list them).

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::storage::layerfs::Shift;
+use crate::storage::layerfs::{Shift, finish_meta};
 use crate::storage::unpack::{OPAQUE_XATTR, remove_tree};
 
 fn is_whiteout(md: &fs::Metadata) -> bool {
@@ -17,18 +17,6 @@ fn is_whiteout(md: &fs::Metadata) -> bool {
 fn is_opaque(p: &Path) -> bool {
     let mut buf = [0u8; 2];
     rustix::fs::getxattr(p, OPAQUE_XATTR, &mut buf).is_ok_and(|n| &buf[..n] == b"y")
-}
-
-fn copy_meta(md: &fs::Metadata, dst: &Path, symlink: bool, shift: Shift) -> io::Result<()> {
-    std::os::unix::fs::lchown(dst, Some(shift.uid(md.uid())), Some(shift.gid(md.gid())))?;
-    if !symlink {
-        fs::set_permissions(dst, fs::Permissions::from_mode(md.mode() & 0o7777))?;
-    }
-    let t = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec { tv_sec: md.atime(), tv_nsec: md.atime_nsec() },
-        last_modification: rustix::fs::Timespec { tv_sec: md.mtime(), tv_nsec: md.mtime_nsec() },
-    };
-    rustix::fs::utimensat(rustix::fs::CWD, dst, &t, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).map_err(Into::into)
 }
 
 /// Copies `layers` (bottom first) into `dest`, applying whiteouts and opaque directories.
@@ -41,7 +29,7 @@ pub fn copy_layers(dest: &Path, layers: &[PathBuf], shift: Shift) -> io::Result<
     }
     // The root directory as the top layer has it (owned by root of the container).
     if let Some(top) = layers.last() {
-        copy_meta(&fs::symlink_metadata(top)?, dest, false, shift)?;
+        finish_meta(dest, &fs::symlink_metadata(top)?, shift, false)?;
     }
     Ok(())
 }
@@ -67,7 +55,7 @@ fn apply(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>, shift
                 None => fs::create_dir(&d)?,
             }
             apply(&s, &d, links, shift)?;
-            copy_meta(&md, &d, false, shift)?;
+            finish_meta(&d, &md, shift, false)?;
             continue;
         }
         if existing.is_some() {
@@ -83,14 +71,14 @@ fn apply(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>, shift
         let ft = md.file_type();
         if ft.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(&s)?, &d)?;
-            copy_meta(&md, &d, true, shift)?;
+            finish_meta(&d, &md, shift, true)?;
         } else if ft.is_file() {
             fs::copy(&s, &d)?;
-            copy_meta(&md, &d, false, shift)?;
+            finish_meta(&d, &md, shift, false)?;
         } else if ft.is_fifo() {
             nix::unistd::mkfifo(&d, nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777))
                 .map_err(io::Error::from)?;
-            copy_meta(&md, &d, false, shift)?;
+            finish_meta(&d, &md, shift, false)?;
         }
         // Device nodes other than whiteouts cannot exist in an unprivileged store.
     }

@@ -507,13 +507,31 @@ impl Client {
         }
     }
 
-    /// Uploads a blob in one PUT (the monolithic upload of the distribution API).
+    /// Uploads a blob from a file of `size` bytes.
     pub fn push_blob(
         &self,
         repo: &str,
         digest: &str,
         size: u64,
         src: &PathBuf,
+        what: &str,
+    ) -> Result<(), RegistryError> {
+        self.upload_blob(repo, digest, Body::File(src), Some(size), what)
+    }
+
+    /// Uploads a small blob from memory.
+    pub fn push_blob_bytes(&self, repo: &str, digest: &str, data: &[u8], what: &str) -> Result<(), RegistryError> {
+        self.upload_blob(repo, digest, Body::Bytes(data), None, what)
+    }
+
+    /// One blob in one PUT (the monolithic upload of the distribution API): POST for an
+    /// upload location, then PUT the body there with the digest.
+    fn upload_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        body: Body<'_>,
+        size: Option<u64>,
         what: &str,
     ) -> Result<(), RegistryError> {
         let base = self.base()?;
@@ -538,28 +556,11 @@ impl Client {
             format!("{base}/{loc}")
         };
         let url = format!("{loc}{}digest={}", if loc.contains('?') { '&' } else { '?' }, pct(digest));
-        let headers = [("Content-Type", "application/octet-stream".to_string()), ("Content-Length", size.to_string())];
-        let resp = self.send("PUT", &url, &scope, &headers, Body::File(src), what)?;
-        if resp.status() != 201 {
-            return Err(self.status_error(resp, what));
+        let mut headers = vec![("Content-Type", "application/octet-stream".to_string())];
+        if let Some(n) = size {
+            headers.push(("Content-Length", n.to_string()));
         }
-        Ok(())
-    }
-
-    /// Uploads a small blob from memory.
-    pub fn push_blob_bytes(&self, repo: &str, digest: &str, data: &[u8], what: &str) -> Result<(), RegistryError> {
-        let base = self.base()?;
-        let scope = Self::scope(repo, true);
-        let resp =
-            self.send("POST", &format!("{base}/v2/{repo}/blobs/uploads/"), &scope, &[], Body::Bytes(&[]), what)?;
-        if resp.status() != 202 {
-            return Err(self.status_error(resp, what));
-        }
-        let loc = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let loc = if loc.starts_with("http") { loc } else { format!("{base}{loc}") };
-        let url = format!("{loc}{}digest={}", if loc.contains('?') { '&' } else { '?' }, pct(digest));
-        let headers = [("Content-Type", "application/octet-stream".to_string())];
-        let resp = self.send("PUT", &url, &scope, &headers, Body::Bytes(data), what)?;
+        let resp = self.send("PUT", &url, &scope, &headers, body, what)?;
         if resp.status() != 201 {
             return Err(self.status_error(resp, what));
         }

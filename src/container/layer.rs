@@ -25,7 +25,6 @@ use crate::runtime::fuse;
 use crate::storage::containers::HelperProcess;
 use crate::storage::driver::{self, DriverChoice, DriverKind};
 use crate::storage::layerfs::Change;
-use crate::storage::layers::UnpackInput;
 use crate::storage::{ContainerRecord, ContainerState, ImageRecord, StorageError, Store, run_helper};
 use crate::userns::{HelperOp, KeepId};
 
@@ -165,6 +164,28 @@ fn tree_helper(ctx: &Context, op: &str, t: &Tree, stdout: Stdio) -> Result<std::
     })?)
 }
 
+/// A tree helper's stdout; at its end, the helper's exit: a failed helper is a read error
+/// with its message (so a cut stream is never stored as a layer).
+struct HelperOutput(std::process::Child);
+
+impl Read for HelperOutput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.0.stdout.as_mut() {
+            Some(out) => out.read(buf)?,
+            None => 0,
+        };
+        if n > 0 {
+            return Ok(n);
+        }
+        let mut err = Vec::new();
+        if let Some(mut e) = self.0.stderr.take() {
+            let _ = e.read_to_end(&mut err);
+        }
+        let status = self.0.wait()?;
+        if status.success() { Ok(0) } else { Err(std::io::Error::other(helper_error(&err))) }
+    }
+}
+
 fn helper_error(stderr: &[u8]) -> String {
     let msg = String::from_utf8_lossy(stderr);
     msg.lines()
@@ -232,26 +253,12 @@ pub fn commit(ctx: &Context, rec: &ContainerRecord, o: &CommitOptions) -> Result
     crate::image::config::apply_changes(&mut runtime_cfg, &o.changes).map_err(ContainerError::Invalid)?;
 
     let _g = store.lock_container(&rec.id)?;
-    let mut writer = tree_helper(ctx, "layer-diff", &t, Stdio::piped())?;
-    let mut pending = store.start_unpack(&ctx.maps, UnpackInput::Pipe)?;
-    let copied = match (writer.stdout.take(), pending.stdin()) {
-        (Some(mut from), Some(mut to)) => std::io::copy(&mut from, &mut to).map(|_| ()),
-        _ => Err(std::io::Error::other("no pipe to the layer helpers")),
-    };
-    let mut err = Vec::new();
-    if let Some(mut e) = writer.stderr.take() {
-        let _ = e.read_to_end(&mut err);
-    }
-    let status = writer.wait().map_err(|e| ContainerError::Io(format!("waiting for the layer writer: {e}")))?;
-    if !status.success() || copied.is_err() {
-        // The unpacker got a cut stream: expecting an impossible digest makes it discard it.
-        let _ = pending.finish(store, &ctx.maps, Some("sha256:none"));
-        let why =
-            if status.success() { copied.err().map(|e| e.to_string()).unwrap_or_default() } else { helper_error(&err) };
-        return Err(ContainerError::Io(format!("writing the layer of {}: {why}", rec.short_id())));
-    }
-    let layer = pending.finish(store, &ctx.maps, None)?;
-
+    let writer = tree_helper(ctx, "layer-diff", &t, Stdio::piped())?;
+    // The layer tar is kept as a blob too (for push and save), as `import` keeps its tarball.
+    let kept = store
+        .unpack_and_keep(&ctx.maps, &mut HelperOutput(writer), None)
+        .map_err(|e| ContainerError::Io(format!("writing the layer of {}: {e}", rec.short_id())))?;
+    let layer = kept.layer;
     let now = Utc::now();
     let created = now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     cfg["created"] = serde_json::json!(created);
@@ -275,16 +282,20 @@ pub fn commit(ctx: &Context, rec: &ContainerRecord, o: &CommitOptions) -> Result
     }
     let cfg_bytes = serde_json::to_vec(&cfg).map_err(|e| ContainerError::Io(e.to_string()))?;
     let cfg_digest = store.put_blob(&cfg_bytes)?;
-    let mut descs = Vec::new();
+    // The base image's layer descriptors as its manifest has them (their blobs are stored
+    // under those digests), then the new layer's.
+    let base_manifest: serde_json::Value = serde_json::from_slice(&store.get_blob(&base.manifest)?)
+        .map_err(|e| ContainerError::Io(format!("reading the image manifest: {e}")))?;
+    let mut descs: Vec<serde_json::Value> =
+        base_manifest.get("layers").and_then(|l| l.as_array()).cloned().unwrap_or_default();
+    descs.push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": kept.blob,
+        "size": kept.blob_size,
+    }));
     let mut size = 0;
     for l in &layers {
-        let r = store.layer_record(l)?;
-        size += r.size;
-        descs.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": l,
-            "size": r.tar_size,
-        }));
+        size += store.layer_record(l)?.size;
     }
     let manifest = serde_json::json!({
         "schemaVersion": 2,

@@ -6,6 +6,7 @@ mod common;
 mod archive;
 mod auth;
 mod cli;
+mod commit_save;
 mod exec;
 mod image_verbs;
 mod images;

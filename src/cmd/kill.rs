@@ -16,15 +16,6 @@ pub struct Args {
 
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     let sig = nook::util::signal::parse(&a.signal).map_err(anyhow::Error::msg)?;
-    let targets: Vec<String> = if a.all {
-        ctx.store
-            .containers()?
-            .into_iter()
-            .filter(|c| ctx.store.load_state(&c.id).is_ok_and(|s| nook::container::is_running(&s)))
-            .map(|c| c.id)
-            .collect()
-    } else {
-        a.containers.clone()
-    };
-    super::each(ctx, &targets, false, false, |rec| lifecycle::kill(ctx, rec, sig).map_err(Into::into))
+    let all: Option<fn(&nook::storage::ContainerState) -> bool> = a.all.then_some(nook::container::is_running);
+    super::each(ctx, &a.containers, all, false, |rec| lifecycle::kill(ctx, rec, sig).map_err(Into::into))
 }

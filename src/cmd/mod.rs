@@ -268,19 +268,28 @@ pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 pub fn each(
     ctx: &Context,
     names: &[String],
-    all: bool,
+    all: Option<fn(&nook::storage::ContainerState) -> bool>,
     ignore_missing: bool,
     f: impl Fn(&nook::storage::ContainerRecord) -> anyhow::Result<()>,
 ) -> anyhow::Result<i32> {
-    let targets: Vec<String> =
-        if all { ctx.store.containers()?.into_iter().map(|c| c.id).collect() } else { names.to_vec() };
-    if targets.is_empty() && !all {
-        return Err(Failure { code: 125, msg: "specify one or more containers".into() }.into());
-    }
+    // --all: every container whose state passes the filter; none is fine.
+    let targets: Vec<String> = match all {
+        Some(keep) => ctx
+            .store
+            .containers()?
+            .into_iter()
+            .filter(|c| ctx.store.load_state(&c.id).is_ok_and(|s| keep(&s)))
+            .map(|c| c.id)
+            .collect(),
+        None if names.is_empty() => {
+            return Err(Failure { code: 125, msg: "specify one or more containers".into() }.into());
+        }
+        None => names.to_vec(),
+    };
     let mut last: Option<(i32, String)> = None;
     for t in &targets {
         let r = match ctx.store.find_container(t) {
-            Ok(rec) => f(&rec).map_err(|e| (125, format!("{e:#}"))),
+            Ok(rec) => f(&rec).map_err(|e| (exit_code(&e), format!("{e:#}"))),
             Err(nook::storage::StorageError::ContainerNotFound(_)) if ignore_missing => continue,
             Err(e @ nook::storage::StorageError::ContainerNotFound(_)) => Err((1, e.to_string())),
             Err(e) => Err((125, e.to_string())),

@@ -15,5 +15,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
-    super::each(ctx, &a.containers, a.all, false, |rec| lifecycle::restart(ctx, rec, a.time).map_err(Into::into))
+    super::each(ctx, &a.containers, a.all.then_some(|_| true), false, |rec| {
+        lifecycle::restart(ctx, rec, a.time).map_err(Into::into)
+    })
 }

@@ -19,18 +19,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
     // --all: the running ones (and those a monitor is starting or restarting).
-    let targets: Vec<String> = if a.all {
-        ctx.store
-            .containers()?
-            .into_iter()
-            .filter(|c| ctx.store.load_state(&c.id).is_ok_and(|s| nook::container::is_running(&s) || s.monitor_alive()))
-            .map(|c| c.id)
-            .collect()
-    } else {
-        a.containers.clone()
-    };
-    if targets.is_empty() && a.all {
-        return Ok(0);
-    }
-    super::each(ctx, &targets, false, a.ignore, |rec| lifecycle::stop(ctx, rec, a.time).map_err(Into::into))
+    let all: Option<fn(&nook::storage::ContainerState) -> bool> =
+        a.all.then_some(|s| nook::container::is_running(s) || s.monitor_alive());
+    super::each(ctx, &a.containers, all, a.ignore, |rec| lifecycle::stop(ctx, rec, a.time).map_err(Into::into))
 }

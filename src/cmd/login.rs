@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(long = "password-stdin")]
     password_stdin: bool,
     /// Credentials file (default: ${XDG_RUNTIME_DIR}/containers/auth.json).
-    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
+    #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
     /// Require HTTPS and verify certificates (false: allow plain HTTP and unverified TLS).
     #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]

@@ -9,7 +9,7 @@ pub struct Args {
     #[arg(short = 'a', long)]
     all: bool,
     /// Credentials file (default: ${XDG_RUNTIME_DIR}/containers/auth.json).
-    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
+    #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
     /// The registry.
     #[arg(required_unless_present = "all")]

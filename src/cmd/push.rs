@@ -11,7 +11,7 @@ pub struct Args {
     #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     tls_verify: Option<bool>,
     /// Credentials file (default: ${XDG_RUNTIME_DIR}/containers/auth.json).
-    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
+    #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
     /// Credentials USERNAME:PASSWORD for the registry.
     #[arg(long, value_name = "USER:PASS")]

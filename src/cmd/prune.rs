@@ -7,7 +7,7 @@ pub struct Args {
     /// Do not ask for confirmation (nook never asks).
     #[arg(short = 'f', long)]
     force: bool,
-    /// Only containers matching these filters (label=, until= not supported).
+    /// Only containers matching these filters (as `ps --filter`: status, name, ancestor, label, id, exited).
     #[arg(long = "filter", value_name = "KEY=VALUE")]
     filter: Vec<String>,
 }

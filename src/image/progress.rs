@@ -42,10 +42,6 @@ impl Progress {
         Progress { mode, lock: Mutex::new(()) }
     }
 
-    pub fn quiet() -> Progress {
-        Progress { mode: Mode::Quiet, lock: Mutex::new(()) }
-    }
-
     /// A line of text (above the bars on a terminal).
     pub fn message(&self, msg: &str) {
         let _g = self.lock.lock();

@@ -2,7 +2,7 @@
 //! and loopback registries), basic and bearer-token authentication, manifests, blobs, uploads.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -63,7 +63,6 @@ pub struct Manifest {
 /// A blob being downloaded.
 pub struct BlobReader {
     pub reader: Box<dyn Read + Send>,
-    pub length: Option<u64>,
 }
 
 enum Body<'a> {
@@ -202,10 +201,6 @@ impl Client {
             agent: ureq::Agent::new_with_config(config),
             state: Mutex::new(State { base: None, challenge: Challenge::None, tokens: HashMap::new() }),
         }
-    }
-
-    pub fn registry(&self) -> &str {
-        &self.registry
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -472,9 +467,8 @@ impl Client {
         if resp.status() != 200 {
             return Err(self.status_error(resp, what));
         }
-        let length = resp.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
-        Ok(BlobReader { reader: Box::new(IoErrMap(reader)), length })
+        Ok(BlobReader { reader: Box::new(reader) })
     }
 
     /// Reads a small blob completely (configs), verifying its digest.
@@ -592,15 +586,6 @@ fn too_big(what: &str, len: u64) -> RegistryError {
         "{what}: the manifest is larger than {} MiB ({len} bytes); refusing it",
         MAX_MANIFEST_SIZE >> 20
     ))
-}
-
-/// ureq's body reader, `Send`.
-struct IoErrMap<R>(R);
-
-impl<R: Read> Read for IoErrMap<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
 }
 
 #[cfg(test)]

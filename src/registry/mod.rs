@@ -44,13 +44,6 @@ pub enum RegistryError {
     Storage(#[from] StorageError),
 }
 
-impl RegistryError {
-    /// True for errors worth trying the next mirror or search registry for.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, RegistryError::NotFound { .. })
-    }
-}
-
 /// `nook login`: checks the credentials against the registry (basic or token flow), then
 /// stores them. `key` is a registry (`quay.io`) or a repository prefix (`quay.io/team`).
 pub fn login(

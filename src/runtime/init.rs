@@ -443,7 +443,7 @@ fn exec(args: &[String], env: &[String]) -> Fail {
 /// `--init`: pid 1 forks; the child goes on to run the command and this process becomes a
 /// reaper (catatonit's role): signals are forwarded to the command, every child is reaped,
 /// and pid 1 exits with the command's status. Returns in the child only.
-fn reaper_fork(sock: &OwnedFd, kill_with_owner: bool) -> Result<(), Fail> {
+fn reaper_fork(kill_with_owner: bool) -> Result<(), Fail> {
     use nix::sys::signal::{SigSet, Signal};
     // Blocked signals are delivered to pid 1 even without a handler; read from a signalfd.
     let mut mask = SigSet::all();
@@ -458,12 +458,11 @@ fn reaper_fork(sock: &OwnedFd, kill_with_owner: bool) -> Result<(), Fail> {
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             }
             // The child reports its own failures and the owner sees EOF once it execs; the
-            // reaper must not keep the socket open. Every other descriptor goes too.
+            // reaper must not keep the owner's socket open. Every other descriptor goes too.
             // SAFETY: close_range on our own descriptor table; nothing here uses them again.
             unsafe {
                 libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
             }
-            let _ = sock;
             reap_forever(child.as_raw(), &mask)
         }
     }
@@ -551,7 +550,7 @@ fn init(sock: &OwnedFd, req: &SetupRequest, stdio: &[OwnedFd], root: &Path) -> R
     }
 
     if req.init {
-        reaper_fork(sock, req.kill_with_owner)?;
+        reaper_fork(req.kill_with_owner)?;
     }
     let stdio = match stdio {
         [stdin, stdout, stderr] => Some([stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()]),

@@ -208,9 +208,10 @@ impl ContainerState {
     }
 }
 
-/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), read once per process.
 pub fn boot_id() -> Option<String> {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())).clone()
 }
 
 /// Start time of a process (field 22 of /proc/<pid>/stat), if it exists and has not exited

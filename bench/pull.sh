@@ -14,9 +14,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 ROUNDS=${1:-10}
 [ "$(id -u)" = 0 ] || { echo "pull.sh: run as root (it builds the image and measures as nook-test)" >&2; exit 1; }
-for p in docker-registry skopeo; do
-  command -v "$p" >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
-done
+# docker-registry and skopeo come with the rig (which keeps their services from starting).
+bash tests/rig/setup-root.sh
 LAYOUT=$(bash bench/pull-image.sh)
 bench_init nook-bench-pull 24G /tmp/nook-bench-pull/run
 rm -rf "$W/registry"
@@ -39,7 +38,16 @@ EOF
 docker-registry serve "$W/registry/config.yml" > "$W/registry/log" 2>&1 &
 RPID=$!
 bench_on_exit 'kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null'
-for _ in $(seq 200); do curl -fs "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.05; done
+python3 - "$REG" <<'PY' || { echo "pull.sh: the registry did not answer on $REG within 10 s" >&2; exit 1; }
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        urllib.request.urlopen("http://%s/v2/" % sys.argv[1], timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.05)
+sys.exit(1)
+PY
 skopeo copy -q --dest-tls-verify=false "oci:$LAYOUT:debian" "docker://$REG/bench/debian:latest"
 IMG=$REG/bench/debian:latest
 SIZE=$(skopeo inspect --tls-verify=false --raw "docker://$IMG" | python3 -c 'import json,sys; m=json.load(sys.stdin); print(round(sum(l["size"] for l in m["layers"])/1e6,1), "MB compressed in", len(m["layers"]), "layers")')

@@ -199,8 +199,17 @@ pub fn run(ctx: &Context, a: &Args, early: Option<nook::runtime::Pending>) -> an
             }
             anyhow::bail!("--restart needs a detached container (-d): a foreground run has no monitor to restart it");
         }
-        let early = if a.rootfs { early } else { ensure_image(ctx, a, &opts.image, early)? };
-        Ok(container::run(ctx, &opts, early)?)
+        // `--pull=missing` (the default): the run itself finds out whether the image is
+        // stored (one read of images.json); only when it is not, pull and run again.
+        let lazy = !a.rootfs && a.pull == "missing";
+        let early = if a.rootfs || lazy { early } else { ensure_image(ctx, a, &opts.image, early)? };
+        match container::run(ctx, &opts, early) {
+            Err(container::ContainerError::Storage(nook::storage::StorageError::ImageNotFound(_))) if lazy => {
+                pull_image(ctx, a, &opts.image)?;
+                Ok(container::run(ctx, &opts, None)?)
+            }
+            r => Ok(r?),
+        }
     }
 }
 
@@ -218,7 +227,8 @@ pub fn create(ctx: &Context, a: &Args) -> anyhow::Result<i32> {
 /// `--pull`: pulls the image first when the policy asks for it. The pull runs in a child
 /// `nook pull` process: this process must stay single-threaded so that it can create the
 /// container's user namespace, and a pull uses threads. When the image is stored and the
-/// policy is `missing` (the default), this costs one read of images.json.
+/// policy is `missing`, this costs one read of images.json (foreground `run` skips even that:
+/// the run's own lookup tells).
 /// `early` (the container setup process `main` started) is kept when nothing is pulled; a
 /// pull stops it first (it would time out waiting) and the run starts a fresh one.
 fn ensure_image(
@@ -227,9 +237,6 @@ fn ensure_image(
     image: &str,
     early: Option<nook::runtime::Pending>,
 ) -> anyhow::Result<Option<nook::runtime::Pending>> {
-    use std::io::IsTerminal;
-    use std::os::unix::process::CommandExt;
-
     let present = match ctx.store.find_image(image) {
         Ok(_) => true,
         Err(nook::storage::StorageError::ImageNotFound(_)) => false,
@@ -251,6 +258,20 @@ fn ensure_image(
     if let Some(p) = early {
         p.abort();
     }
+    match pull_image(ctx, a, image) {
+        Err(_) if a.pull == "newer" && present => {
+            eprintln!("nook: could not check {image} for a newer image; using the stored one");
+            Ok(None)
+        }
+        r => r.map(|()| None),
+    }
+}
+
+/// Pulls `image` in a child `nook pull` (which prints its own progress and one-line error).
+fn pull_image(ctx: &Context, a: &Args, image: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use std::os::unix::process::CommandExt;
+
     let mut c = std::process::Command::new("/proc/self/exe");
     c.arg0("nook").arg("--root").arg(&ctx.paths.root).arg("--runroot").arg(&ctx.paths.runroot);
     if let Some(d) = &ctx.storage_driver {
@@ -273,11 +294,7 @@ fn ensure_image(
     c.arg(image).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
     let status = c.status().map_err(|e| anyhow::anyhow!("running nook pull for {image}: {e}"))?;
     if status.success() {
-        return Ok(None);
-    }
-    if a.pull == "newer" && present {
-        eprintln!("nook: could not check {image} for a newer image; using the stored one");
-        return Ok(None);
+        return Ok(());
     }
     // The child already printed the one-line error.
     Err(super::Failure { code: 125, msg: String::new() }.into())

@@ -59,7 +59,7 @@ fn remove_one(ctx: &Context, target: &str, force: bool) -> anyhow::Result<()> {
     let img = store.find_image(target)?;
     // A name of an image with several names: only that name goes (podman's untag).
     if img.names.len() > 1
-        && let Some(n) = matching_name(&img, target)
+        && let Some(n) = nook::image::manage::matching_name(&img, target)
     {
         let mut all = store.images()?;
         for i in all.iter_mut().filter(|i| i.id == img.id) {
@@ -93,16 +93,4 @@ fn remove_one(ctx: &Context, target: &str, force: bool) -> anyhow::Result<()> {
     store.remove_unreferenced_blobs()?;
     println!("Deleted: {}", img.id);
     Ok(())
-}
-
-/// The stored name `target` refers to, if it is a name rather than an ID.
-fn matching_name(img: &nook::storage::ImageRecord, target: &str) -> Option<String> {
-    let r = nook::image::reference::Reference::parse(target).ok()?;
-    let tag = r.tag_or_latest()?;
-    if r.is_qualified() {
-        let full = format!("{}:{tag}", r.name());
-        img.names.contains(&full).then_some(full)
-    } else {
-        img.names.iter().find(|n| n.ends_with(&format!("/{}:{tag}", r.repository))).cloned()
-    }
 }

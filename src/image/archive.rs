@@ -107,20 +107,10 @@ pub fn save(store: &Store, images: &[String], format: ArchiveFormat, out: &mut d
     for i in images {
         let img = store.find_image(i)?;
         // Saved by one of its names: that name; by ID: all its names.
-        let given: Vec<String> = img
-            .names
-            .iter()
-            .filter(|n| {
-                !n.contains('@')
-                    && (*n == i
-                        || n.ends_with(&format!("/{i}"))
-                        || n.ends_with(&format!("/{i}:latest"))
-                        || **n == format!("{i}:latest"))
-            })
-            .cloned()
-            .collect();
-        let names =
-            if given.is_empty() { img.names.iter().filter(|n| !n.contains('@')).cloned().collect() } else { given };
+        let names = match super::manage::matching_name(&img, i) {
+            Some(n) => vec![n],
+            None => img.names.iter().filter(|n| !n.contains('@')).cloned().collect(),
+        };
         imgs.push((img, names));
     }
     let mut b = tar::Builder::new(out);

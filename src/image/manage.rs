@@ -9,6 +9,19 @@ use crate::context::Context;
 use crate::storage::{ImageRecord, StorageError, Store};
 
 /// A name for a new tag: short names become `localhost/NAME`, as podman does.
+/// The stored name `target` refers to, if it is a name rather than an ID: a qualified
+/// reference names itself; a short one (`bb`, `test/bb:v1`) the stored name ending in it.
+pub fn matching_name(img: &ImageRecord, target: &str) -> Option<String> {
+    let r = Reference::parse(target).ok()?;
+    let tag = r.tag_or_latest()?;
+    if r.is_qualified() {
+        let full = format!("{}:{tag}", r.name());
+        img.names.contains(&full).then_some(full)
+    } else {
+        img.names.iter().find(|n| n.ends_with(&format!("/{}:{tag}", r.repository))).cloned()
+    }
+}
+
 pub fn tag_name(input: &str) -> Result<String, StorageError> {
     let r = Reference::parse(input).map_err(|e| StorageError::Other(e.to_string()))?;
     if r.digest.is_some() {
@@ -38,14 +51,8 @@ pub fn untag(store: &Store, image: &str, names: &[String]) -> Result<Vec<String>
     } else {
         let mut w = Vec::new();
         for n in names {
-            let full = img.names.iter().find(|x| {
-                **x == *n
-                    || tag_name(n).is_ok_and(|t| t == **x)
-                    || x.ends_with(&format!("/{n}"))
-                    || x.ends_with(&format!("/{n}:latest"))
-            });
-            match full {
-                Some(f) => w.push(f.clone()),
+            match matching_name(&img, n) {
+                Some(f) => w.push(f),
                 None => return Err(StorageError::Other(format!("{n}: the image {} has no such name", img.short_id()))),
             }
         }
@@ -280,6 +287,32 @@ pub fn history(store: &Store, img: &ImageRecord) -> Vec<HistoryRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_matches_as_given_short_or_qualified() {
+        let img = ImageRecord {
+            id: "a".repeat(64),
+            names: vec!["docker.io/library/bb:latest".into(), "localhost/x:1".into()],
+            digest: None,
+            manifest: String::new(),
+            config: String::new(),
+            layers: vec![],
+            created: Utc::now(),
+            size: 0,
+        };
+        for (given, name) in [
+            ("bb", "docker.io/library/bb:latest"),
+            ("docker.io/bb", "docker.io/library/bb:latest"),
+            ("library/bb:latest", "docker.io/library/bb:latest"),
+            ("x:1", "localhost/x:1"),
+            ("localhost/x:1", "localhost/x:1"),
+        ] {
+            assert_eq!(matching_name(&img, given).as_deref(), Some(name), "{given}");
+        }
+        for given in ["x", "quay.io/bb", "b", &"a".repeat(12)] {
+            assert_eq!(matching_name(&img, given), None, "{given}");
+        }
+    }
 
     #[test]
     fn reference_filter() {

@@ -222,11 +222,10 @@ pub fn layer_dirs_top_first(store: &Store, layers: &[String]) -> Result<Vec<Path
 /// Reads a file as the merged image would show it, from the layer directories (top first),
 /// honouring whiteouts and opaque directories. Only for small files (`/etc/passwd`).
 pub fn read_merged_file(layers_top_first: &[PathBuf], rel: &Path) -> Option<Vec<u8>> {
-    use std::os::unix::fs::FileTypeExt;
     for dir in layers_top_first {
         let p = dir.join(rel);
         if let Ok(md) = fs::symlink_metadata(&p) {
-            if md.file_type().is_char_device() {
+            if crate::storage::layerfs::is_whiteout_dev(&md) {
                 return None; // whited out
             }
             if md.is_file() {
@@ -237,13 +236,8 @@ pub fn read_merged_file(layers_top_first: &[PathBuf], rel: &Path) -> Option<Vec<
         // An opaque parent hides everything below it.
         let mut anc = rel.parent();
         while let Some(a) = anc {
-            if !a.as_os_str().is_empty() {
-                let mut buf = [0u8; 2];
-                if rustix::fs::getxattr(dir.join(a).as_path(), super::unpack::OPAQUE_XATTR, &mut buf)
-                    .is_ok_and(|n| &buf[..n] == b"y")
-                {
-                    return None;
-                }
+            if !a.as_os_str().is_empty() && crate::storage::layerfs::is_opaque_dir(&dir.join(a)) {
+                return None;
             }
             anc = a.parent();
         }

@@ -7,17 +7,8 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::storage::layerfs::{Shift, finish_meta};
-use crate::storage::unpack::{OPAQUE_XATTR, remove_tree};
-
-fn is_whiteout(md: &fs::Metadata) -> bool {
-    md.file_type().is_char_device() && md.rdev() == 0
-}
-
-fn is_opaque(p: &Path) -> bool {
-    let mut buf = [0u8; 2];
-    rustix::fs::getxattr(p, OPAQUE_XATTR, &mut buf).is_ok_and(|n| &buf[..n] == b"y")
-}
+use crate::storage::layerfs::{Shift, finish_meta, is_opaque_dir, is_whiteout_dev};
+use crate::storage::unpack::remove_tree;
 
 /// Copies `layers` (bottom first) into `dest`, applying whiteouts and opaque directories.
 /// Runs as root of the user namespace so ownership is kept (or shifted for a keep-id
@@ -40,14 +31,14 @@ fn apply(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>, shift
         let s = e.path();
         let d = dst.join(e.file_name());
         let md = fs::symlink_metadata(&s)?;
-        if is_whiteout(&md) {
+        if is_whiteout_dev(&md) {
             remove_tree(&d)?;
             continue;
         }
         let existing = fs::symlink_metadata(&d).ok();
         if md.is_dir() {
             match existing {
-                Some(x) if x.is_dir() && !is_opaque(&s) => {}
+                Some(x) if x.is_dir() && !is_opaque_dir(&s) => {}
                 Some(_) => {
                     remove_tree(&d)?;
                     fs::create_dir(&d)?;

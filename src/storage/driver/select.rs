@@ -25,8 +25,6 @@ pub struct DriverChoice {
     pub reason: String,
     /// The fuse-overlayfs binary (for [`DriverKind::FuseOverlayfs`]).
     pub program: Option<PathBuf>,
-    /// The storage root's filesystem, when it was probed.
-    pub filesystem: Option<String>,
     /// Asked for (flag, environment or storage.conf) rather than chosen automatically.
     pub explicit: bool,
 }
@@ -37,9 +35,6 @@ struct ProbeCache {
     kernel: String,
     overlay: bool,
     detail: String,
-    /// statfs name of the storage root (`ext4`, `nfs`, `overlayfs`, …).
-    #[serde(default)]
-    fs: Option<String>,
     /// Whether the storage root's filesystem needs a word of advice.
     #[serde(default)]
     fs_hint: Option<String>,
@@ -94,7 +89,6 @@ pub fn choose(
             kind,
             reason: format!("requested ({})", requested_source(r)),
             program,
-            filesystem: None,
             explicit: true,
         });
     }
@@ -106,7 +100,6 @@ pub fn choose(
             kind,
             reason: format!("configured in {}", c.file.display()),
             program,
-            filesystem: None,
             explicit: true,
         });
     }
@@ -116,17 +109,9 @@ pub fn choose(
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok())
         .filter(|c: &ProbeCache| c.kernel == kernel);
+    // The common case: one small file read, nothing else.
+    let fresh = cached.is_none();
     let mut probe = match cached {
-        // The common case: one small file read, nothing else.
-        Some(c) if c.overlay => {
-            return Ok(DriverChoice {
-                kind: DriverKind::Overlay,
-                reason: c.detail,
-                program: None,
-                filesystem: c.fs,
-                explicit: false,
-            });
-        }
         Some(c) => c,
         None => {
             let fs = fsinfo::detect(&store.root);
@@ -139,25 +124,18 @@ pub fn choose(
                 overlay,
                 detail,
                 fs_hint: fs.as_ref().and_then(|f| fsinfo::hint(f, &store.root)),
-                fs: fs.map(|f| f.name),
                 fuse: None,
             };
             save(&cache_path, &c);
-            if c.overlay {
-                if let (true, Some(h)) = (notify, &c.fs_hint) {
-                    paths.notice_once("storage-filesystem", h);
-                }
-                return Ok(DriverChoice {
-                    kind: DriverKind::Overlay,
-                    reason: c.detail,
-                    program: None,
-                    filesystem: c.fs,
-                    explicit: false,
-                });
-            }
             c
         }
     };
+    if probe.overlay {
+        if let (true, true, Some(h)) = (fresh, notify, &probe.fs_hint) {
+            paths.notice_once("storage-filesystem", h);
+        }
+        return Ok(DriverChoice { kind: DriverKind::Overlay, reason: probe.detail, program: None, explicit: false });
+    }
     // Kernel overlay does not work here: fuse-overlayfs, else vfs.
     let program = find_fuse_overlayfs();
     let fuse_state: Result<PathBuf, String> = match &program {
@@ -197,14 +175,12 @@ pub fn choose(
             kind: DriverKind::FuseOverlayfs,
             reason: format!("{why}; using fuse-overlayfs ({})", p.display()),
             program: Some(p),
-            filesystem: probe.fs.clone(),
             explicit: false,
         },
         Err(e) => DriverChoice {
             kind: DriverKind::Vfs,
             reason: format!("{why}; {e}; using vfs, which copies the image for each container"),
             program: None,
-            filesystem: probe.fs.clone(),
             explicit: false,
         },
     };

@@ -2,11 +2,12 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
 
 use base64::Engine;
 
-use crate::common::registry::{Registry, share};
-use crate::common::{Env, rig};
+use crate::common::registry::{Registry, have_openssl, self_signed_cert, share};
+use crate::common::{Env, rig, run_bounded};
 use crate::pull::{assert_nothing_stored, assert_one_line_error};
 
 #[test]
@@ -25,7 +26,7 @@ fn login_stores_credentials_podman_style_and_logout_removes_them() {
     let pw = e.dir.join("pw");
     fs::write(&pw, "s3cret\n").unwrap();
     c.stdin(fs::File::open(&pw).unwrap());
-    let o = crate::common::run_bounded(&mut c, std::time::Duration::from_secs(60));
+    let o = run_bounded(&mut c, Duration::from_secs(60));
     assert_eq!(o.code, 0, "{o}");
     assert_eq!(o.stdout, "Login Succeeded!\n");
     // podman's file, format and mode.
@@ -115,44 +116,25 @@ fn pct_decode(s: &str) -> String {
 #[test]
 fn bearer_token_flow() {
     use crate::common::hostile::{Hostile, Request, reply};
-    let have_openssl = std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
-    if !have_openssl {
+    if !have_openssl() {
         crate::common::skip("openssl is needed (tests/rig/setup-root.sh installs it)");
         return;
     }
     let dir = rig().base.join("token").join(format!("{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("key.pem");
-    let cert = dir.join("cert.pem");
-    let st = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=nook-token-issuer",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "openssl req failed");
-    let der = std::process::Command::new("openssl")
-        .args(["x509", "-outform", "der", "-in"])
-        .arg(&cert)
-        .output()
-        .unwrap()
-        .stdout;
+    let (cert, key) = self_signed_cert(&dir, "nook-token-issuer", None);
+    // Through a file: the bounded runner's output is text, DER is binary.
+    let der_file = dir.join("cert.der");
+    let mut c = std::process::Command::new("openssl");
+    c.args(["x509", "-outform", "der", "-in"]).arg(&cert).arg("-out").arg(&der_file).stdin(std::process::Stdio::null());
+    let o = run_bounded(&mut c, Duration::from_secs(60));
+    assert_eq!(o.code, 0, "openssl x509 (the issuer certificate as DER) failed: {o}");
+    let der = fs::read(&der_file).unwrap();
     let x5c = base64::engine::general_purpose::STANDARD.encode(&der);
     let key2 = key.clone();
+    let sign_dir = dir.clone();
+    let signed = std::sync::atomic::AtomicUsize::new(0);
     let seen_tokens = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = seen_tokens.clone();
     let token_server = Hostile::start_full(move |r: &Request| {
@@ -183,16 +165,16 @@ fn bearer_token_flow() {
             b64url(&serde_json::to_vec(&header).unwrap()),
             b64url(&serde_json::to_vec(&claims).unwrap())
         );
-        let mut c = std::process::Command::new("openssl")
-            .args(["dgst", "-sha256", "-sign"])
-            .arg(&key2)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        c.stdin.take().unwrap().write_all(signing.as_bytes()).unwrap();
-        let sig = c.wait_with_output().unwrap().stdout;
+        // Input and signature through files (the bounded runner's output is text).
+        let n = signed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (input, sig_file) = (sign_dir.join(format!("in-{n}")), sign_dir.join(format!("sig-{n}")));
+        fs::write(&input, &signing).unwrap();
+        let mut c = std::process::Command::new("openssl");
+        c.args(["dgst", "-sha256", "-sign"]).arg(&key2).arg("-out").arg(&sig_file).arg(&input);
+        c.stdin(std::process::Stdio::null());
+        let o = run_bounded(&mut c, Duration::from_secs(60));
+        assert_eq!(o.code, 0, "openssl dgst -sign (the token's signature) failed: {o}");
+        let sig = fs::read(&sig_file).unwrap();
         seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let token = format!("{signing}.{}", b64url(&sig));
         reply(200, "application/json", serde_json::to_vec(&serde_json::json!({ "token": token })).unwrap())

@@ -1,11 +1,11 @@
 //! `nook exec` and `nook top` on a running container (kept running by a foreground
 //! `nook run` in the background, see `Env::start_container`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{Env, rig, run_bounded, wait_bounded, wait_for};
+use crate::common::{Env, LineReader, rig, run_bounded, wait_bounded, wait_for};
 
 /// The pids listed by `ps` output (first column), header skipped.
 fn ps_pids(out: &str) -> Vec<u32> {
@@ -27,7 +27,11 @@ fn exec_sees_the_containers_processes_and_files() {
     assert!(!ps.contains("nook"), "host processes are visible:\n{ps}");
     let pids = ps_pids(&ps);
     assert_eq!(pids.len(), 2, "only sleep and ps itself:\n{ps}");
-    assert!(!pids.contains(&(c.pid as u32)) || c.pid == 1, "{ps}");
+    assert!(!pids.contains(&(c.pid as u32)), "the init's host pid {} is visible:\n{ps}", c.pid);
+    // The host's view of the init: pid 1 of a namespace of its own.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.pid)).unwrap();
+    let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap_or_default();
+    assert_eq!(nspid.split_whitespace().collect::<Vec<_>>(), [c.pid.to_string().as_str(), "1"], "{status}");
     // It is in the container's pid namespace, as a child of nothing inside it.
     let me = e.ok(["exec", "c1", "sh", "-c", "echo $$; cut -d' ' -f4 /proc/$$/stat"]);
     let v: Vec<&str> = me.lines().collect();
@@ -152,7 +156,12 @@ fn exec_t_gives_a_terminal_in_the_container() {
     let out = e.ok(["exec", "-t", "c1", "sh", "-c", "tty; ls /dev/pts"]);
     let v: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(v, ["/dev/pts/0", "0", "ptmx"], "{out:?}");
-    assert!(std::fs::read_link(format!("/proc/{}/ns/mnt", c.pid)).is_ok());
+    // The exec'd process is in the container's mount namespace (the init's), not the host's.
+    let init_mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", c.pid)).unwrap();
+    let init_mnt = init_mnt.to_str().unwrap();
+    assert_ne!(std::fs::read_link("/proc/self/ns/mnt").unwrap().to_str(), Some(init_mnt));
+    let out = e.ok(["exec", "-t", "c1", "readlink", "/proc/self/ns/mnt"]);
+    assert_eq!(out.trim(), init_mnt, "{out:?}");
     // Without -t the process's stdio are not terminals.
     assert_eq!(e.ok(["exec", "c1", "sh", "-c", "test -t 1 || echo no-tty"]), "no-tty\n");
     // The window size is forwarded: `script` gives nook a terminal of a known size.
@@ -173,13 +182,10 @@ fn exec_forwards_signals() {
     let mut c = e.nook(["exec", "c1", "sh", "-c", script]);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let mut out = LineReader::new(child.stdout.take().unwrap());
+    assert_eq!(out.next_line(Duration::from_secs(30), "the exec'd script's first line"), "ready\n");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let rest = out.rest(Duration::from_secs(30), "the exec'd script's output after SIGTERM");
     let o = wait_bounded(child, Duration::from_secs(30), "nook exec with a trap");
     assert_eq!(o.code, 3, "{o}");
     assert_eq!(rest, "got-TERM\n");

@@ -89,6 +89,12 @@ fn inspect_history_and_json_of_a_pulled_image() {
     // Unknown image: the JSON of the known ones, then an error.
     let o = e.run(["image", "inspect", "nosuchimage"]);
     assert_eq!(o.code, 125, "{o}");
+    let o = e.run(["image", "inspect", &name, "nosuchimage"]);
+    assert_eq!(o.code, 125, "{o}");
+    let known: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_else(|err| panic!("{err}: {o}"));
+    assert_eq!(known.as_array().map(Vec::len), Some(1), "{o}");
+    assert_eq!(known[0]["Id"], id.as_str(), "{o}");
+    assert!(o.stderr.starts_with("Error: ") && o.stderr.contains("nosuchimage"), "{o}");
     // images --format json and --digests.
     let j: serde_json::Value = serde_json::from_str(&e.ok(["images", "--format", "json"])).unwrap();
     assert_eq!(j[0]["Id"], id.as_str());

@@ -5,7 +5,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::registry::Registry;
+use crate::common::registry::{Registry, self_signed_cert};
 use crate::common::{Env, Out, run_bounded};
 
 /// Entries of a store directory (ignoring lock files).
@@ -96,6 +96,12 @@ fn pull_oci_index_selects_the_platform() {
     assert_eq!(e.ok(["run", "--rm", &name, "cat", "/arch"]), "amd64\n");
     // The RepoDigest is the index's digest; pulling by it finds the same image.
     assert!(e.ok(["images", "--digests"]).contains(&digest));
+    let id = e.ok(["images", "-q", "--no-trunc"]);
+    assert_eq!(id.lines().count(), 1, "{id}");
+    let by_digest = format!("{name}@{digest}");
+    assert_eq!(e.ok(["pull", "-q", &by_digest]).trim(), id.trim().trim_start_matches("sha256:"));
+    assert_eq!(e.ok(["images", "-q", "--no-trunc"]), id, "pulling by the digest stored no other image");
+    assert_eq!(e.ok(["run", "--rm", &by_digest, "cat", "/arch"]), "amd64\n");
     let e2 = Env::new();
     e2.ok(["pull", "-q", "--platform", "linux/arm64", &name]);
     assert_eq!(e2.ok(["run", "--rm", &name, "cat", "/arch"]), "arm64\n");
@@ -238,8 +244,9 @@ fn layers_shared_by_two_images_are_stored_once() {
     let e = Env::new();
     e.ok(["pull", "-q", &format!("{}/test/bb", reg.addr)]);
     let du = |p: &Path| -> u64 {
-        let o = std::process::Command::new("du").args(["-s", "-B1"]).arg(p).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().parse().unwrap()
+        let o = run_bounded(std::process::Command::new("du").args(["-s", "-B1"]).arg(p), Duration::from_secs(60));
+        assert_eq!(o.code, 0, "du -s {} failed: {o}", p.display());
+        o.stdout.split_whitespace().next().unwrap().parse().unwrap()
     };
     let one = du(&e.store().join("layers")) + du(&e.store().join("blobs"));
     e.ok(["pull", "-q", &format!("{}/test/plus", reg.addr)]);
@@ -389,17 +396,7 @@ fn tls_registry_needs_a_trusted_certificate_or_tls_verify_false() {
     let dir = crate::common::rig().base.join("tls").join(format!("{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
-    let st = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "openssl req failed");
+    let (cert, key) = self_signed_cert(&dir, "127.0.0.1", Some("IP:127.0.0.1"));
     let cfg = format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display());
     let Some(reg) = Registry::start_with_http_extra(&cfg) else { return };
     reg.push_fixture("busybox", "test/bb:latest", &[]);

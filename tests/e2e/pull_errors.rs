@@ -1,6 +1,7 @@
 //! Bad input for `nook pull`, each its own test: a one-line error, exit 125, nothing stored.
 
 use std::fs;
+use std::path::Path;
 
 use crate::common::fixtures::{Entry, layout_with_layers, tar_with};
 use crate::common::hostile::{Hostile, reply};
@@ -116,13 +117,21 @@ fn schema1_manifests_are_refused() {
     refused(&format!("{}/test/bb", h.addr), "schema 1");
 }
 
-/// Pushes an image whose only layer is `tar` and pulls it: refused, nothing written anywhere.
-fn hostile_layer(tar: Vec<u8>, want: &str, outside_name: &str) {
+/// Pushes an image whose only layer is `layer(outside)` and pulls it: refused, nothing written
+/// anywhere. `outside` is a directory of the test user's, so a layer aimed at it could really
+/// write there.
+fn hostile_layer(layer: impl FnOnce(&Path) -> Vec<u8>, want: &str, outside_name: &str) {
     let Some(reg) = Registry::start() else { return };
+    let e = Env::new();
+    e.ok(["images"]); // the store exists
+    let outside = e.mkdir("outside");
     let layout = reg.dir.join("layout");
-    layout_with_layers(&layout, &[tar]);
+    layout_with_layers(&layout, &[layer(&outside)]);
     reg.push(&layout, "img", "test/evil:latest", &[]);
-    let e = refused(&format!("{}/test/evil", reg.addr), want);
+    let o = e.run(["pull", "-q", "--", &format!("{}/test/evil", reg.addr)]);
+    assert_one_line_error(&o, want);
+    assert_nothing_stored(&e);
+    assert_eq!(tree(&outside), Vec::<String>::new(), "written in the directory the layer aimed at");
     // Nothing escaped: no file of that name anywhere in the test's world or the rig's base.
     for base in [&e.dir, &rig().base] {
         let hits: Vec<String> = tree(base).into_iter().filter(|p| p.ends_with(outside_name)).collect();
@@ -132,20 +141,24 @@ fn hostile_layer(tar: Vec<u8>, want: &str, outside_name: &str) {
 
 #[test]
 fn layer_with_dotdot_entry() {
-    hostile_layer(tar_with(&[Entry::File("../../../../evil-dotdot", b"x", 0o644)]), "'..'", "evil-dotdot");
+    hostile_layer(|_| tar_with(&[Entry::File("../../../../evil-dotdot", b"x", 0o644)]), "'..'", "evil-dotdot");
 }
 
 #[test]
 fn layer_with_absolute_path() {
-    let target = format!("{}/evil-absolute", rig().base.display());
-    hostile_layer(tar_with(&[Entry::File(&target, b"x", 0o644)]), "absolute", "evil-absolute");
+    hostile_layer(
+        |outside| tar_with(&[Entry::File(&format!("{}/evil-absolute", outside.display()), b"x", 0o644)]),
+        "absolute",
+        "evil-absolute",
+    );
 }
 
 #[test]
 fn layer_with_symlink_escape() {
-    let base = rig().base.display().to_string();
     hostile_layer(
-        tar_with(&[Entry::Symlink("esc", &base), Entry::File("esc/evil-symlink", b"x", 0o644)]),
+        |outside| {
+            tar_with(&[Entry::Symlink("esc", outside.to_str().unwrap()), Entry::File("esc/evil-symlink", b"x", 0o644)])
+        },
         "symlink",
         "evil-symlink",
     );
@@ -154,7 +167,7 @@ fn layer_with_symlink_escape() {
 #[test]
 fn layer_with_hardlink_escape() {
     hostile_layer(
-        tar_with(&[Entry::Hardlink("evil-hardlink", "../../../../../etc/passwd")]),
+        |_| tar_with(&[Entry::Hardlink("evil-hardlink", "../../../../../etc/passwd")]),
         "hardlink",
         "evil-hardlink",
     );

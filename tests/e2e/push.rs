@@ -1,9 +1,10 @@
 //! `nook push`, checked by pulling back with the real `skopeo` and with nook.
 
 use std::process::Command;
+use std::time::Duration;
 
 use crate::common::registry::Registry;
-use crate::common::{Env, rig};
+use crate::common::{Env, run_bounded};
 use crate::pull::assert_one_line_error;
 
 #[test]
@@ -15,12 +16,12 @@ fn push_an_imported_image_and_pull_it_back() {
     let o = e.run(["push", "bb", &dest]);
     assert_eq!(o.code, 0, "{o}");
     // skopeo sees what nook pushed, with the same config (image ID).
-    let out = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--raw", &format!("docker://{dest}")])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = run_bounded(
+        Command::new("skopeo").args(["inspect", "--tls-verify=false", "--raw", &format!("docker://{dest}")]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(o.code, 0, "skopeo inspect {dest} failed: {o}");
+    let m: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_else(|err| panic!("{err}: {o}"));
     let id = e.ok(["images", "-q", "--no-trunc", "bb"]);
     assert_eq!(format!("{}\n", m["config"]["digest"].as_str().unwrap()), id);
     // Another user-environment pulls and runs it.
@@ -57,7 +58,6 @@ fn push_a_pulled_multilayer_image_keeps_its_digests_and_needs_login_where_requir
     let e2 = Env::new();
     e2.ok(["pull", "-q", "--creds", "carol:pw", &to]);
     assert_eq!(e2.ok(["run", "--rm", &to, "cat", "/layer3.txt"]), "zstd layer\n");
-    let _ = rig();
 }
 
 #[test]

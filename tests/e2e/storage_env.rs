@@ -3,12 +3,13 @@
 //! and how the driver is chosen.
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::fixtures::{self, Entry, tar_with};
-use crate::common::{Env, rig, skip, wait_for};
+use crate::common::{Env, mounts_of, rig, run_bounded, skip, wait_for};
 
 /// busybox plus a 24 MiB file of non-repeating data.
 fn big_tar() -> Vec<u8> {
@@ -53,22 +54,6 @@ fn fuse_daemons(store: &Path) -> Vec<i32> {
         let cmd = String::from_utf8_lossy(&cmd);
         if live && stat.contains("(fuse-overlayfs)") && cmd.contains(&needle) {
             v.push(pid);
-        }
-    }
-    v
-}
-
-/// Processes that see a mount of something in this store, in any mount namespace.
-fn mounts_of(store: &Path) -> Vec<String> {
-    let needle = store.to_string_lossy().into_owned();
-    let mut v = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        if e.file_name().to_string_lossy().parse::<i32>().is_err() {
-            continue;
-        }
-        let mi = fs::read_to_string(e.path().join("mountinfo")).unwrap_or_default();
-        for l in mi.lines().filter(|l| l.contains(&needle)) {
-            v.push(format!("pid {}: {l}", e.file_name().to_string_lossy()));
         }
     }
     v
@@ -200,12 +185,10 @@ impl OverlayMount {
             base.join("u").display(),
             base.join("w").display()
         );
-        let st = std::process::Command::new("mount")
-            .args(["-t", "overlay", "overlay", "-o", &opts])
-            .arg(&merged)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mounting an overlayfs for the store");
+        let mut c = std::process::Command::new("mount");
+        c.args(["-t", "overlay", "overlay", "-o", &opts]).arg(&merged);
+        let o = run_bounded(&mut c, Duration::from_secs(30));
+        assert_eq!(o.code, 0, "mount -t overlay (an overlayfs for the store) failed: {o}");
         std::os::unix::fs::chown(&merged, Some(e.user.uid), Some(e.user.gid)).unwrap();
         OverlayMount { merged }
     }
@@ -213,7 +196,22 @@ impl OverlayMount {
 
 impl Drop for OverlayMount {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.merged).status();
+        // Bounded, without panicking in a drop.
+        let mut c = std::process::Command::new("umount");
+        c.arg("-l").arg(&self.merged).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        c.process_group(0);
+        if let Ok(mut child) = c.spawn() {
+            let start = std::time::Instant::now();
+            while matches!(child.try_wait(), Ok(None)) {
+                if start.elapsed() > Duration::from_secs(30) {
+                    let _ = child.kill();
+                    eprintln!("umount -l {} did not end within 30s", self.merged.display());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.wait();
+        }
     }
 }
 
@@ -312,7 +310,8 @@ fn the_driver_is_chosen_by_flag_environment_config_or_probe() {
     assert_eq!(o.stderr.trim().lines().count(), 1, "{o}");
     assert!(o.stderr.contains("unknown storage driver \"zfs\""), "{o}");
     fs::write(conf.join("storage.conf"), "[storage\n").unwrap();
-    e.vars.clear();
+    e.vars.retain(|(k, _)| k != "NOOK_STORAGE_DRIVER");
+    assert!(e.vars.iter().any(|(k, _)| k == "CONTAINERS_REGISTRIES_CONF"), "the rig's registries.conf stays");
     let o = e.run(["run", "--rm", "bb", "true"]);
     assert_eq!(o.code, 125, "{o}");
     assert!(o.stderr.contains("storage.conf"), "{o}");

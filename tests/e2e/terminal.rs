@@ -1,10 +1,10 @@
 //! Terminals, stdin and signals: `-t`, `-i`, window size, forwarded signals, 128+N.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{Env, rig, wait_bounded, wait_for};
+use crate::common::{Env, LineReader, rig, wait_bounded, wait_for};
 
 #[test]
 fn tty_gives_the_container_a_terminal() {
@@ -62,13 +62,10 @@ fn signals_are_forwarded_and_exit_status_follows() {
         let mut c = e.nook(["run", "--rm", "bb", "sh", "-c", &script]);
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "ready\n");
+        let mut out = LineReader::new(child.stdout.take().unwrap());
+        assert_eq!(out.next_line(Duration::from_secs(30), "the container's first line"), "ready\n");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let rest = out.rest(Duration::from_secs(30), &format!("the container's output after SIG{name}"));
         let o = wait_bounded(child, Duration::from_secs(30), "nook run with a trap");
         assert_eq!(o.code, 3, "{name}: {o}");
         assert_eq!(rest, format!("got-{name}\n"));
@@ -109,9 +106,8 @@ fn the_container_dies_with_its_foreground_owner() {
     let mut c = e.nook(["run", "--rm", "bb", "sh", "-c", "echo ready; sleep 100"]);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let mut out = LineReader::new(child.stdout.take().unwrap());
+    assert_eq!(out.next_line(Duration::from_secs(30), "the container's first line"), "ready\n");
     let store = e.store();
     let st: serde_json::Value = {
         let dir = std::fs::read_dir(store.join("containers")).unwrap().next().unwrap().unwrap().path();

@@ -116,7 +116,7 @@ impl Drop for Hostile {
     }
 }
 
-/// `/v2/` → 200 `{}`, everything else → `other`.
+/// A reply of `status` with `content_type` and `body`.
 pub fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Reply {
     Reply { status, content_type: content_type.to_string(), body }
 }

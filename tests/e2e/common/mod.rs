@@ -423,6 +423,109 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     panic!("timed out after {}s waiting for {what}", limit.as_secs());
 }
 
+/// A child's output read line by line on a thread of its own, so every read is bounded.
+pub struct LineReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<String>>,
+    /// Everything read so far (for failure messages).
+    seen: String,
+}
+
+impl LineReader {
+    /// Reads `r` (a child's stdout or stderr) until its end.
+    pub fn new(r: impl std::io::Read + Send + 'static) -> LineReader {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut r = std::io::BufReader::new(r);
+            loop {
+                let mut line = String::new();
+                let res = r.read_line(&mut line).map(|_| line);
+                let end = !matches!(&res, Ok(l) if !l.is_empty());
+                if tx.send(res).is_err() || end {
+                    break;
+                }
+            }
+        });
+        LineReader { rx, seen: String::new() }
+    }
+
+    /// The next line (with its newline; "" at the end of the output); fails naming `what` if
+    /// none comes within `limit`.
+    pub fn next_line(&mut self, limit: Duration, what: &str) -> String {
+        match self.rx.recv_timeout(limit) {
+            Ok(Ok(line)) => {
+                self.seen.push_str(&line);
+                line
+            }
+            Ok(Err(e)) => panic!("reading {what}: {e}; read so far: {:?}", self.seen),
+            // The reader thread ended after the end of the output.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => String::new(),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("timed out after {}s waiting for {what}; read so far: {:?}", limit.as_secs(), self.seen)
+            }
+        }
+    }
+
+    /// Everything up to the end of the output, which must come within `limit`.
+    pub fn rest(&mut self, limit: Duration, what: &str) -> String {
+        let start = Instant::now();
+        let mut rest = String::new();
+        loop {
+            let left = limit.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                panic!(
+                    "timed out after {}s waiting for the end of {what}; read so far: {:?}",
+                    limit.as_secs(),
+                    self.seen
+                );
+            }
+            let line = self.next_line(left, what);
+            if line.is_empty() {
+                return rest;
+            }
+            rest.push_str(&line);
+        }
+    }
+}
+
+/// Mounts of anything under `path`, as any process on the host sees them (every process's
+/// mountinfo: nook's mounts live in the mount namespaces of its containers and helpers, never
+/// in the test's own).
+pub fn mounts_of(path: &Path) -> Vec<String> {
+    let needle = path.to_string_lossy().into_owned();
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name().to_string_lossy().parse::<i32>().is_err() {
+            continue;
+        }
+        let mi = fs::read_to_string(e.path().join("mountinfo")).unwrap_or_default();
+        for l in mi.lines().filter(|l| l.contains(&needle)) {
+            v.push(format!("pid {}: {l}", e.file_name().to_string_lossy()));
+        }
+    }
+    v
+}
+
+/// The type of the filesystem holding `path` (`ext4`, `tmpfs`, …), from the test's own
+/// mountinfo: the mount with the longest mount point above it.
+pub fn fs_type_of(path: &Path) -> String {
+    let path = fs::canonicalize(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut best: Option<(usize, String)> = None;
+    for l in mi.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let Some(dash) = f.iter().position(|x| *x == "-") else { continue };
+        // Mount points escape spaces and such as octal (\040): none of the rig's paths has any.
+        let mp = Path::new(f[4]);
+        if path.starts_with(mp) && best.as_ref().is_none_or(|(n, _)| mp.as_os_str().len() >= *n) {
+            best = Some((mp.as_os_str().len(), f[dash + 1].to_string()));
+        }
+    }
+    let t = best.map(|(_, t)| t).unwrap_or_default();
+    assert!(!t.is_empty(), "no mount holds {}:\n{mi}", path.display());
+    t
+}
+
 /// Files and directories under `dir`, recursively (paths relative to it).
 pub fn tree(dir: &Path) -> Vec<String> {
     let mut v = Vec::new();

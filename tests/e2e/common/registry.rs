@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{rig, skip};
+use super::{rig, run_bounded, skip};
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
@@ -78,9 +78,12 @@ impl Registry {
         fs::create_dir_all(dir.join("data")).unwrap();
         let mut auth_cfg = extra;
         if let (Some((u, p)), true) = (&auth, auth_cfg.is_empty()) {
-            let out = Command::new("htpasswd").args(["-Bbn", u, p]).output().expect("htpasswd (apache2-utils)");
-            assert!(out.status.success(), "htpasswd failed");
-            fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
+            let o = run_bounded(
+                Command::new("htpasswd").args(["-Bbn", u, p]).stdin(Stdio::null()),
+                Duration::from_secs(60),
+            );
+            assert_eq!(o.code, 0, "htpasswd (apache2-utils) failed: {o}");
+            fs::write(dir.join("htpasswd"), &o.stdout).unwrap();
             auth_cfg =
                 format!("auth:\n  htpasswd:\n    realm: nook-test\n    path: {}\n", dir.join("htpasswd").display());
         }
@@ -128,16 +131,15 @@ impl Registry {
 
     /// `skopeo copy oci:LAYOUT:TAG docker://ADDR/DEST` (extra args such as `--format v2s2`, `--all`).
     pub fn push(&self, layout: &Path, tag: &str, dest: &str, extra: &[&str]) {
-        let out = Command::new("skopeo")
-            .args(["copy", "-q", "--dest-tls-verify=false"])
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "-q", "--dest-tls-verify=false"])
             .args(self.creds())
             .args(extra)
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://{}/{dest}", self.addr))
-            .stdin(Stdio::null())
-            .output()
-            .expect("running skopeo");
-        assert!(out.status.success(), "skopeo copy {tag} -> {dest} failed: {}", String::from_utf8_lossy(&out.stderr));
+            .stdin(Stdio::null());
+        let o = run_bounded(&mut c, Duration::from_secs(180));
+        assert_eq!(o.code, 0, "skopeo copy {tag} -> {dest} failed: {o}");
     }
 
     /// Pushes one of the rig's fixture images (`busybox`, `multilayer` from `oci/`; `multiarch`,
@@ -244,5 +246,41 @@ pub fn share(p: &Path) {
     if let Ok(md) = fs::metadata(p) {
         let mode = if md.is_dir() { 0o755 } else { 0o644 };
         let _ = fs::set_permissions(p, fs::Permissions::from_mode(mode));
+    }
+}
+
+/// A self-signed certificate and its key (`DIR/cert.pem`, `DIR/key.pem`, RSA 2048) made by
+/// `openssl req`, for the subject `/CN=CN` and, when given, a subjectAltName (`IP:127.0.0.1`).
+pub fn self_signed_cert(dir: &Path, cn: &str, san: Option<&str>) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let mut c = Command::new("openssl");
+    c.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", &format!("/CN={cn}")]);
+    if let Some(san) = san {
+        c.args(["-addext", &format!("subjectAltName={san}")]);
+    }
+    c.arg("-keyout").arg(&key).arg("-out").arg(&cert).stdin(Stdio::null());
+    let o = run_bounded(&mut c, Duration::from_secs(60));
+    assert_eq!(o.code, 0, "openssl req (a self-signed certificate for {cn}) failed: {o}");
+    (cert, key)
+}
+
+/// Does `openssl version` run (bounded)?
+pub fn have_openssl() -> bool {
+    let mut c = Command::new("openssl");
+    c.arg("version").stdin(Stdio::null());
+    // Bounded by hand: a missing openssl is an answer, not a failure.
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let Ok(mut child) = c.spawn() else { return false };
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return st.success(),
+            Ok(None) if start.elapsed() < Duration::from_secs(30) => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("openssl version did not answer within 30s");
+            }
+        }
     }
 }

@@ -288,18 +288,22 @@ pub fn history(store: &Store, img: &ImageRecord) -> Vec<HistoryRow> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_name_matches_as_given_short_or_qualified() {
-        let img = ImageRecord {
+    fn image(names: &[&str]) -> ImageRecord {
+        ImageRecord {
             id: "a".repeat(64),
-            names: vec!["docker.io/library/bb:latest".into(), "localhost/x:1".into()],
+            names: names.iter().map(|n| n.to_string()).collect(),
             digest: None,
             manifest: String::new(),
             config: String::new(),
             layers: vec![],
             created: Utc::now(),
             size: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn a_name_matches_as_given_short_or_qualified() {
+        let img = image(&["docker.io/library/bb:latest", "localhost/x:1"]);
         for (given, name) in [
             ("bb", "docker.io/library/bb:latest"),
             ("docker.io/bb", "docker.io/library/bb:latest"),
@@ -316,16 +320,7 @@ mod tests {
 
     #[test]
     fn reference_filter() {
-        let img = ImageRecord {
-            id: "a".repeat(64),
-            names: vec!["127.0.0.1:5000/test/bb:v1".into()],
-            digest: None,
-            manifest: String::new(),
-            config: String::new(),
-            layers: vec![],
-            created: Utc::now(),
-            size: 0,
-        };
+        let img = image(&["127.0.0.1:5000/test/bb:v1"]);
         for p in ["bb", "test/bb", "bb:v1", "127.0.0.1:5000/test/bb", "*bb", "*/bb:*", "127.0.0.1:5000/test/bb:v1"] {
             assert!(matches_reference(&img, p), "{p}");
         }
